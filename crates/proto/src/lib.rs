@@ -1,0 +1,45 @@
+//! Wire types and gRPC stubs for every fairchance service, generated from `proto/`.
+//!
+//! These are transport types, not domain models: each service converts at its gRPC edge.
+
+#![allow(missing_docs, clippy::all, unused_qualifications)]
+
+/// Encoded `FileDescriptorSet` of every fairchance proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/fairchance_descriptor.bin"));
+
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("fairchance.events.v1");
+    }
+}
+
+pub mod intake {
+    pub mod v1 {
+        tonic::include_proto!("fairchance.intake.v1");
+    }
+}
+
+pub mod activation {
+    pub mod v1 {
+        tonic::include_proto!("fairchance.activation.v1");
+    }
+}
+
+pub mod followup {
+    pub mod v1 {
+        tonic::include_proto!("fairchance.followup.v1");
+    }
+}
+
+pub mod proof {
+    pub mod v1 {
+        tonic::include_proto!("fairchance.proof.v1");
+    }
+}
+
+pub mod feedback {
+    pub mod v1 {
+        tonic::include_proto!("fairchance.feedback.v1");
+    }
+}
