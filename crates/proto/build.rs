@@ -15,10 +15,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Reflection serves this set, so grpcurl can describe every service and event payload.
     std::fs::write(out.join("fairchance_descriptor.bin"), fds.encode_to_vec())?;
 
+    // Type names let events be packed into `google.protobuf.Any` with their full name.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
 
     // tonic-prost-build does not emit rerun-if-changed (grpc/grpc-rust#2511): without it every
     // build recompiles this crate.

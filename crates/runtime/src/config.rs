@@ -1,0 +1,488 @@
+//! Service configuration, twelve-factor style: built-in defaults, then an optional TOML file
+//! (`FAIRCHANCE_CONFIG`), then environment variables. Everything is validated at start and
+//! every bad value is reported at once, naming its key, where it was set, and what is wrong.
+//!
+//! Business rules do not live here; they are in the playbook (see [`crate::playbook`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Settings shared by every service binary.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// gRPC listen address (`FAIRCHANCE_LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// Database URL (`DATABASE_URL`): `sqlite://path.db` or `postgres://...`.
+    pub database_url: String,
+    /// Maximum pooled database connections (`FAIRCHANCE_DB_MAX_CONNECTIONS`).
+    pub db_max_connections: u32,
+    /// Run migrations on start (`FAIRCHANCE_MIGRATE_ON_START`).
+    pub migrate_on_start: bool,
+    /// The playbook file (`FAIRCHANCE_PLAYBOOK`); `None` runs with built-in defaults.
+    pub playbook: Option<PathBuf>,
+    /// Server-side limits and shutdown behaviour.
+    pub server: ServerConfig,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Limits the gRPC server enforces on every call.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Per-request deadline on the server side (`FAIRCHANCE_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// In-flight calls across all connections; beyond it calls are shed with
+    /// RESOURCE_EXHAUSTED rather than queued (`FAIRCHANCE_CONCURRENCY_LIMIT`).
+    pub concurrency_limit: usize,
+    /// Largest accepted request message (`FAIRCHANCE_MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
+    /// Longest graceful shutdown drains in-flight calls before giving up
+    /// (`FAIRCHANCE_DRAIN_TIMEOUT`).
+    pub drain_timeout: Duration,
+    /// How often health re-checks the database (`FAIRCHANCE_HEALTH_INTERVAL`).
+    pub health_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 1024,
+            max_message_bytes: 4 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(25),
+            health_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON unless standard output is a terminal.
+    Auto,
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            _ => Err("expected one of auto, json, pretty".into()),
+        }
+    }
+}
+
+/// Logging and tracing settings.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `FAIRCHANCE_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// Filter directives (`FAIRCHANCE_LOG`, else `RUST_LOG`), e.g. `info,sqlx=warn`.
+    pub log_filter: String,
+    /// OTLP gRPC endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`); traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+    /// Service name on exported spans (`OTEL_SERVICE_NAME`, else the service's own name).
+    pub service_name: String,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Where configuration values come from: a process environment and an optional file.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    env: BTreeMap<String, String>,
+    file: Option<(String, toml::Table)>,
+}
+
+/// The environment variable naming the optional configuration file.
+pub const CONFIG_FILE_VAR: &str = "FAIRCHANCE_CONFIG";
+
+impl Sources {
+    /// The process environment, plus the file named by `FAIRCHANCE_CONFIG` if set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(std::env::vars().collect())
+    }
+
+    /// An explicit environment (tests, the all-in-one dev server).
+    pub fn from_map(env: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let file = match env.get(CONFIG_FILE_VAR) {
+            Some(path) if !path.is_empty() => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(vec![format!("{CONFIG_FILE_VAR}={path}: cannot read: {e}")])
+                })?;
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    ConfigError(vec![format!("{CONFIG_FILE_VAR}={path}: {e}")])
+                })?;
+                Some((path.clone(), table))
+            }
+            _ => None,
+        };
+        Ok(Self { env, file })
+    }
+
+    /// The raw value of `key` and where it came from; environment wins over the file.
+    /// In the file, keys are written in lower case without the `FAIRCHANCE_` prefix
+    /// (`listen_addr`, `database_url`, `otel_exporter_otlp_endpoint`).
+    fn raw(&self, key: &str) -> Option<(String, String)> {
+        if let Some(v) = self.env.get(key).filter(|v| !v.is_empty()) {
+            return Some((v.clone(), format!("{key} (environment)")));
+        }
+        let (path, table) = self.file.as_ref()?;
+        let file_key = file_key(key);
+        let value = table.get(&file_key)?;
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Some((text, format!("{file_key} in {path}")))
+    }
+
+    /// Reads one setting with its own problems collected into `errors`.
+    fn get<T>(&self, errors: &mut Vec<String>, key: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.parse_with(errors, key, default, |s| {
+            s.parse::<T>().map_err(|e| e.to_string())
+        })
+    }
+
+    fn parse_with<T>(
+        &self,
+        errors: &mut Vec<String>,
+        key: &str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        match self.raw(key) {
+            None => default,
+            Some((text, origin)) => match parse(text.trim()) {
+                Ok(v) => v,
+                Err(why) => {
+                    errors.push(format!("{origin}: invalid value {text:?}: {why}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn duration(&self, errors: &mut Vec<String>, key: &str, default: Duration) -> Duration {
+        self.parse_with(errors, key, default, |s| {
+            humantime::parse_duration(s)
+                .map_err(|e| format!("{e} (expected a duration such as 500ms, 30s, 5m)"))
+        })
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.raw(key).map(|(v, _)| v)
+    }
+
+    /// Keys in the file that no setting reads: almost always a typo.
+    fn unknown_file_keys(&self, known: &[&str]) -> Vec<String> {
+        let Some((path, table)) = &self.file else {
+            return Vec::new();
+        };
+        let known: Vec<String> = known.iter().map(|k| file_key(k)).collect();
+        table
+            .keys()
+            .filter(|k| !known.contains(k))
+            .map(|k| {
+                format!(
+                    "{k} in {path}: unknown setting (known: {})",
+                    known.join(", ")
+                )
+            })
+            .collect()
+    }
+}
+
+fn file_key(env_key: &str) -> String {
+    env_key
+        .strip_prefix("FAIRCHANCE_")
+        .unwrap_or(env_key)
+        .to_ascii_lowercase()
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "FAIRCHANCE_LISTEN_ADDR",
+    "DATABASE_URL",
+    "FAIRCHANCE_DB_MAX_CONNECTIONS",
+    "FAIRCHANCE_MIGRATE_ON_START",
+    "FAIRCHANCE_PLAYBOOK",
+    "FAIRCHANCE_REQUEST_TIMEOUT",
+    "FAIRCHANCE_CONCURRENCY_LIMIT",
+    "FAIRCHANCE_MAX_MESSAGE_BYTES",
+    "FAIRCHANCE_DRAIN_TIMEOUT",
+    "FAIRCHANCE_HEALTH_INTERVAL",
+    "FAIRCHANCE_LOG_FORMAT",
+    "FAIRCHANCE_LOG",
+    "RUST_LOG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+];
+
+/// Defaults a particular binary starts from.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub service_name: &'static str,
+    pub listen_addr: SocketAddr,
+    pub database_url: String,
+}
+
+impl Defaults {
+    /// A service's defaults: listen on all interfaces at `port`, SQLite file under `./data`.
+    pub fn service(service_name: &'static str, port: u16) -> Self {
+        Self {
+            service_name,
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], port)),
+            database_url: format!("sqlite://data/{service_name}.db"),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Loads and validates the configuration.
+    pub fn load(sources: &Sources, defaults: &Defaults) -> Result<Self, ConfigError> {
+        let mut errors = sources.unknown_file_keys(KNOWN_KEYS);
+        let server_defaults = ServerConfig::default();
+        let listen_addr = sources.get(&mut errors, "FAIRCHANCE_LISTEN_ADDR", defaults.listen_addr);
+        let database_url = sources.parse_with(
+            &mut errors,
+            "DATABASE_URL",
+            defaults.database_url.clone(),
+            |s| crate::db::Backend::of_url(s).map(|_| s.to_owned()),
+        );
+        let db_max_connections = sources.parse_with(
+            &mut errors,
+            "FAIRCHANCE_DB_MAX_CONNECTIONS",
+            16,
+            |s| match s.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err("expected a whole number from 1 to 1000".into()),
+            },
+        );
+        let migrate_on_start =
+            sources.parse_with(&mut errors, "FAIRCHANCE_MIGRATE_ON_START", true, parse_bool);
+        let playbook = sources.string("FAIRCHANCE_PLAYBOOK").map(PathBuf::from);
+        if let Some(path) = &playbook
+            && !path.is_file()
+        {
+            errors.push(format!(
+                "FAIRCHANCE_PLAYBOOK: {} is not a readable file",
+                path.display()
+            ));
+        }
+        let request_timeout = sources.duration(
+            &mut errors,
+            "FAIRCHANCE_REQUEST_TIMEOUT",
+            server_defaults.request_timeout,
+        );
+        let concurrency_limit = sources.parse_with(
+            &mut errors,
+            "FAIRCHANCE_CONCURRENCY_LIMIT",
+            server_defaults.concurrency_limit,
+            |s| match s.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err("expected a whole number of at least 1".into()),
+            },
+        );
+        let max_message_bytes = sources.parse_with(
+            &mut errors,
+            "FAIRCHANCE_MAX_MESSAGE_BYTES",
+            server_defaults.max_message_bytes,
+            |s| match s.parse::<usize>() {
+                Ok(n) if (1024..=256 * 1024 * 1024).contains(&n) => Ok(n),
+                _ => Err("expected a number of bytes from 1024 to 268435456".into()),
+            },
+        );
+        let drain_timeout = sources.duration(
+            &mut errors,
+            "FAIRCHANCE_DRAIN_TIMEOUT",
+            server_defaults.drain_timeout,
+        );
+        let health_interval = sources.duration(
+            &mut errors,
+            "FAIRCHANCE_HEALTH_INTERVAL",
+            server_defaults.health_interval,
+        );
+        for (key, value) in [
+            ("FAIRCHANCE_REQUEST_TIMEOUT", request_timeout),
+            ("FAIRCHANCE_HEALTH_INTERVAL", health_interval),
+        ] {
+            if value.is_zero() {
+                errors.push(format!("{key}: must be longer than zero"));
+            }
+        }
+        let log_format = sources.get(&mut errors, "FAIRCHANCE_LOG_FORMAT", LogFormat::Auto);
+        let log_filter = sources
+            .string("FAIRCHANCE_LOG")
+            .or_else(|| sources.string("RUST_LOG"))
+            .unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_filter) {
+            errors.push(format!(
+                "FAIRCHANCE_LOG: invalid filter {log_filter:?}: {e}"
+            ));
+        }
+        let otlp_endpoint =
+            sources.parse_with(&mut errors, "OTEL_EXPORTER_OTLP_ENDPOINT", None, |s| {
+                if s.starts_with("http://") || s.starts_with("https://") {
+                    Ok(Some(s.to_owned()))
+                } else {
+                    Err(
+                        "expected an http:// or https:// URL, e.g. http://otel-collector:4317"
+                            .into(),
+                    )
+                }
+            });
+        let service_name = sources
+            .string("OTEL_SERVICE_NAME")
+            .unwrap_or_else(|| format!("fairchance-{}", defaults.service_name));
+
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        Ok(Self {
+            listen_addr,
+            database_url,
+            db_max_connections,
+            migrate_on_start,
+            playbook,
+            server: ServerConfig {
+                request_timeout,
+                concurrency_limit,
+                max_message_bytes,
+                drain_timeout,
+                health_interval,
+            },
+            telemetry: TelemetryConfig {
+                log_format,
+                log_filter,
+                otlp_endpoint,
+                service_name,
+            },
+        })
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn defaults() -> Defaults {
+        Defaults::service("intake", 50051)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_sqlite() {
+        let cfg = ServiceConfig::load(&env(&[]), &defaults()).unwrap();
+        assert_eq!(cfg.listen_addr.port(), 50051);
+        assert_eq!(cfg.database_url, "sqlite://data/intake.db");
+        assert_eq!(cfg.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.telemetry.service_name, "fairchance-intake");
+        assert!(cfg.migrate_on_start);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let cfg = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_LISTEN_ADDR", "127.0.0.1:7000"),
+                ("DATABASE_URL", "postgres://localhost/intake"),
+                ("FAIRCHANCE_REQUEST_TIMEOUT", "750ms"),
+                ("FAIRCHANCE_LOG_FORMAT", "json"),
+            ]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen_addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(cfg.database_url, "postgres://localhost/intake");
+        assert_eq!(cfg.server.request_timeout, Duration::from_millis(750));
+        assert_eq!(cfg.telemetry.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_LISTEN_ADDR", "localhost"),
+                ("DATABASE_URL", "mysql://x"),
+                ("FAIRCHANCE_REQUEST_TIMEOUT", "soon"),
+                ("FAIRCHANCE_CONCURRENCY_LIMIT", "0"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAIRCHANCE_LISTEN_ADDR (environment): invalid value \"localhost\"",
+            "DATABASE_URL (environment): invalid value \"mysql://x\"",
+            "FAIRCHANCE_REQUEST_TIMEOUT (environment): invalid value \"soon\"",
+            "FAIRCHANCE_CONCURRENCY_LIMIT (environment)",
+            "OTEL_EXPORTER_OTLP_ENDPOINT (environment)",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 5);
+    }
+
+    #[test]
+    fn file_values_apply_below_the_environment_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fc.toml");
+        std::fs::write(
+            &path,
+            "listen_addr = \"127.0.0.1:9000\"\nrequest_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let p = path.display().to_string();
+        let cfg = ServiceConfig::load(
+            &env(&[(CONFIG_FILE_VAR, &p), ("FAIRCHANCE_REQUEST_TIMEOUT", "7s")]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen_addr.port(), 9000);
+        assert_eq!(cfg.server.request_timeout, Duration::from_secs(7));
+
+        std::fs::write(&path, "request_timout = \"5s\"\nconcurrency_limit = -3\n").unwrap();
+        let err = ServiceConfig::load(&env(&[(CONFIG_FILE_VAR, &p)]), &defaults()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("request_timout in {p}: unknown setting")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("concurrency_limit in {p}: invalid value \"-3\"")),
+            "{text}"
+        );
+    }
+}

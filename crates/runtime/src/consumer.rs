@@ -1,0 +1,141 @@
+//! Consuming another service's event stream with exactly-once effect.
+//!
+//! The consumer's cursor lives in its own database and is saved in the same transaction as
+//! the effects of the event it consumed: after a crash it resumes exactly after the last
+//! event whose effects committed. A failing handler is retried (from the same event) with
+//! backoff, never skipped.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use proto::events::v1::Event;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Db, DbError, Tx, to_micros};
+
+/// Error a handler may return; the event is retried.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Applies one event's effects inside the consumer's transaction.
+pub trait EventHandler: Send + Sync {
+    fn handle(
+        &self,
+        tx: &mut Tx,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// The cursor a consumer has committed, empty before its first event.
+pub async fn load_cursor(db: &Db, consumer: &str) -> Result<String, DbError> {
+    let cursor: Option<String> =
+        sqlx::query_scalar("SELECT cursor FROM consumer_cursors WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(cursor.unwrap_or_default())
+}
+
+/// Saves a consumer's cursor inside the transaction that applied the event.
+pub async fn save_cursor(
+    tx: &mut Tx,
+    consumer: &str,
+    cursor: &str,
+    now: jiff::Timestamp,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO consumer_cursors (consumer, cursor, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+    )
+    .bind(consumer)
+    .bind(cursor)
+    .bind(to_micros(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Applies one event and advances the cursor in one transaction.
+pub async fn apply<H: EventHandler>(
+    db: &Db,
+    consumer: &str,
+    handler: &H,
+    event: &Event,
+) -> Result<(), HandlerError> {
+    let mut tx = db.begin().await?;
+    handler.handle(&mut tx, event).await?;
+    save_cursor(&mut tx, consumer, &event.cursor, jiff::Timestamp::now()).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
+}
+
+/// Runs a consumer until `stop` is cancelled: opens the upstream stream after the saved
+/// cursor with `connect`, applies each event, and reconnects with backoff when the stream
+/// fails or ends.
+pub async fn run<H, F, Fut, S>(
+    db: Db,
+    consumer: String,
+    connect: F,
+    handler: H,
+    stop: CancellationToken,
+) where
+    H: EventHandler,
+    F: Fn(String) -> Fut + Send,
+    Fut: Future<Output = Result<S, tonic::Status>> + Send,
+    S: Stream<Item = Result<Event, tonic::Status>> + Send + Unpin,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let outcome: Result<(), HandlerError> = async {
+            let cursor = load_cursor(&db, &consumer).await?;
+            let mut stream = connect(cursor).await?;
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    next = stream.next() => next,
+                };
+                match next {
+                    None => return Err("upstream stream ended".into()),
+                    Some(Err(status)) => return Err(status.into()),
+                    Some(Ok(event)) => {
+                        apply(&db, &consumer, &handler, &event).await?;
+                        backoff.reset();
+                    }
+                }
+            }
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(consumer = %consumer, %error, "consumer interrupted; resuming from its saved cursor");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next()) => {}
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms to 10 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let current = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+        current
+    }
+
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}

@@ -1,0 +1,278 @@
+//! Storage: one handle over SQLite (the embedded default) and PostgreSQL (production),
+//! chosen by the database URL, with versioned migrations.
+//!
+//! Services write portable SQL (`$1` placeholders work on both) through [`Db`]; the few places
+//! where the dialects must differ ask [`Db::backend`]. Timestamps are stored as Unix
+//! microseconds (`BIGINT`), ids and JSON as `TEXT`, so one query serves both backends.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor};
+
+/// A database transaction.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names, or why the URL is not usable.
+    pub fn of_url(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err("expected sqlite://PATH or postgres://USER@HOST/DB".into())
+        }
+    }
+}
+
+/// Storage failures. Callers map them to UNAVAILABLE / INTERNAL; the cause is logged, not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database url: {0}")]
+    Url(String),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl DbError {
+    /// True when the error is a unique-constraint violation (a lost race on an insert).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+/// The migrations of one component, per backend (see [`sqlx::migrate!`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+/// The runtime's own tables (event log, consumer cursors, idempotency records). Their
+/// versions are below 1000; services number theirs from 1000, so both share one history.
+pub static RUNTIME_MIGRATIONS: Migrations = Migrations {
+    sqlite: &sqlx::migrate!("migrations/sqlite"),
+    postgres: &sqlx::migrate!("migrations/postgres"),
+};
+
+/// A pooled connection to one service's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    /// Reads that need no transaction. On SQLite a separate pool, so readers (subscribers,
+    /// lookups) run beside the single writer under WAL; on PostgreSQL the same pool.
+    reader: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file and its directory if needed). Does not migrate.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).map_err(DbError::Url)?;
+        let (url, max_connections) = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                create_sqlite_dir(&url)?;
+                // SQLite has one writer; a single connection serialises writers in the pool
+                // instead of failing them with SQLITE_BUSY. It is the embedded dev default.
+                (url, 1)
+            }
+            Backend::Postgres => (url.to_owned(), max_connections),
+        };
+        let pool = open_pool(backend, &url, max_connections).await?;
+        let reader = match backend {
+            Backend::Sqlite => open_pool(backend, &url, 4).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Self {
+            pool,
+            reader,
+            backend,
+            url,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for writes and transactions.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The pool for reads outside a transaction; never use it while holding a transaction
+    /// on SQLite expecting to see that transaction's writes.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// The URL this handle connected with (LISTEN needs its own connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Applies the runtime's migrations and then the service's own.
+    pub async fn migrate(&self, service: &Migrations) -> Result<(), DbError> {
+        for set in [&RUNTIME_MIGRATIONS, service] {
+            let source = match self.backend {
+                Backend::Sqlite => set.sqlite,
+                Backend::Postgres => set.postgres,
+            };
+            // Runtime and service migrations share one history table; each set must ignore
+            // the versions the other applied.
+            let migrator = Migrator {
+                ignore_missing: true,
+                ..clone_migrator(source)
+            };
+            migrator.run(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.reader.close().await;
+    }
+}
+
+async fn open_pool(backend: Backend, url: &str, max_connections: u32) -> Result<AnyPool, DbError> {
+    let options = AnyConnectOptions::from_str(url)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+fn clone_migrator(m: &Migrator) -> Migrator {
+    Migrator {
+        migrations: m.migrations.clone(),
+        ignore_missing: m.ignore_missing,
+        locking: m.locking,
+        no_tx: m.no_tx,
+    }
+}
+
+/// Creates the directory of a SQLite database file.
+fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Url(format!("cannot create directory {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Makes a SQLite URL create its file when missing.
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(DbError::Url(
+            "sqlite needs a file path (an in-memory database would vanish with each pooled connection)".into(),
+        ));
+    }
+    let mode = if query.contains("mode=") {
+        String::new()
+    } else {
+        "mode=rwc".to_owned()
+    };
+    let query = [query, mode.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Microseconds since the Unix epoch, the storage form of a timestamp.
+pub fn to_micros(ts: jiff::Timestamp) -> i64 {
+    ts.as_microsecond()
+}
+
+/// The timestamp stored as Unix microseconds.
+pub fn from_micros(micros: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_microsecond(micros).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_backend() {
+        assert_eq!(Backend::of_url("sqlite://x.db"), Ok(Backend::Sqlite));
+        assert_eq!(Backend::of_url("postgres://u@h/db"), Ok(Backend::Postgres));
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/db"),
+            Ok(Backend::Postgres)
+        );
+        assert!(Backend::of_url("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file() {
+        assert_eq!(
+            sqlite_url("sqlite://a/b.db").unwrap(),
+            "sqlite://a/b.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url("sqlite:b.db?mode=ro").unwrap(),
+            "sqlite://b.db?mode=ro"
+        );
+        assert!(sqlite_url("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let ts: jiff::Timestamp = "2026-11-23T10:00:00.123456Z".parse().unwrap();
+        assert_eq!(from_micros(to_micros(ts)), ts);
+    }
+}

@@ -1,0 +1,416 @@
+//! The transactional outbox every service integrates through.
+//!
+//! A service appends its domain events inside the transaction that changes its state
+//! ([`EventLog::append`]), and serves them on its `Subscribe` stream ([`EventLog::subscribe`]):
+//! a replay from any cursor followed by a live tail. The tail is pushed, not slept: commits in
+//! this process wake subscribers directly, and on PostgreSQL a trigger NOTIFYs other replicas
+//! (see [`EventLog::listen`]); a slow poll only backs both up.
+//!
+//! Ordering on PostgreSQL is by the writing transaction's id and only below the snapshot's
+//! xmin (see the migration), so a cursor handed out is never overtaken by a late commit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use proto::events::v1::{Event, SubscribeFrom};
+use sqlx::Row;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+
+/// Position in an event log: the writing transaction and the row within it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor {
+    pub txid: i64,
+    pub seq: i64,
+}
+
+impl Cursor {
+    /// Before the first event.
+    pub const START: Cursor = Cursor { txid: 0, seq: 0 };
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.txid, self.seq)
+    }
+}
+
+/// A cursor string that is not one this service handed out.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not a cursor from this event log (expected the `cursor` of a received event)")]
+pub struct BadCursor;
+
+impl FromStr for Cursor {
+    type Err = BadCursor;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Ok(Self::START);
+        }
+        let (txid, seq) = s.split_once('.').ok_or(BadCursor)?;
+        let txid = txid.parse().map_err(|_| BadCursor)?;
+        let seq = seq.parse().map_err(|_| BadCursor)?;
+        if txid < 0 || seq < 0 {
+            return Err(BadCursor);
+        }
+        Ok(Self { txid, seq })
+    }
+}
+
+/// An event to append: a protobuf message about one aggregate.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    /// Full protobuf name of the payload, e.g. `fairchance.intake.v1.LeadAccepted`.
+    pub type_name: String,
+    pub aggregate_id: String,
+    pub occurred_at: Timestamp,
+    pub payload: Vec<u8>,
+}
+
+impl NewEvent {
+    pub fn new<M: prost::Name>(
+        aggregate_id: impl Into<String>,
+        message: &M,
+        occurred_at: Timestamp,
+    ) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            type_name: M::full_name(),
+            aggregate_id: aggregate_id.into(),
+            occurred_at,
+            payload: message.encode_to_vec(),
+        }
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub cursor: Cursor,
+    pub event_id: String,
+    pub type_name: String,
+    pub aggregate_id: String,
+    pub occurred_at: Timestamp,
+    pub payload: Vec<u8>,
+    pub trace_context: BTreeMap<String, String>,
+}
+
+impl StoredEvent {
+    /// The short type, e.g. `LeadAccepted`.
+    pub fn short_type(&self) -> &str {
+        self.type_name.rsplit('.').next().unwrap_or(&self.type_name)
+    }
+
+    /// The wire envelope.
+    pub fn to_proto(&self, source_service: &str) -> Event {
+        Event {
+            cursor: self.cursor.to_string(),
+            event_id: self.event_id.clone(),
+            source_service: source_service.to_owned(),
+            event_type: self.short_type().to_owned(),
+            aggregate_id: self.aggregate_id.clone(),
+            occurred_at: Some(crate::grpc::to_proto_timestamp(self.occurred_at)),
+            payload: Some(prost_types::Any {
+                type_url: format!("type.googleapis.com/{}", self.type_name),
+                value: self.payload.clone(),
+            }),
+            trace_context: self.trace_context.clone().into_iter().collect(),
+        }
+    }
+}
+
+/// How long a live subscriber waits without a wake-up before looking anyway: a safety net for
+/// a lost notification or a commit by a process that cannot notify.
+const FALLBACK_POLL: Duration = Duration::from_secs(2);
+/// Events read per query while replaying.
+const BATCH: i64 = 500;
+
+/// One service's event log.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    db: Db,
+    service: &'static str,
+    wake: Arc<watch::Sender<u64>>,
+}
+
+impl EventLog {
+    pub fn new(db: Db, service: &'static str) -> Self {
+        Self {
+            db,
+            service,
+            wake: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Appends events inside the caller's transaction; they become visible when it commits.
+    pub async fn append(&self, tx: &mut Tx, events: &[NewEvent]) -> Result<(), DbError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let trace = encode_trace_context(&crate::telemetry::current_trace_context());
+        // One multi-row INSERT per chunk keeps bulk intake to a few round trips.
+        for chunk in events.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO event_log (event_id, event_type, aggregate_id, occurred_at, payload, trace_context) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 6;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(e.event_id.to_string())
+                    .bind(e.type_name.clone())
+                    .bind(e.aggregate_id.clone())
+                    .bind(to_micros(e.occurred_at))
+                    .bind(e.payload.clone())
+                    .bind(trace.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits a transaction that appended events and wakes this process's subscribers.
+    pub async fn commit(&self, tx: Tx) -> Result<(), DbError> {
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes live subscribers of this process to look for new events.
+    pub fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Up to `limit` events after `cursor`, in log order. On PostgreSQL only events of
+    /// transactions older than every running one are returned, so the order is final.
+    pub async fn read_after(
+        &self,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        let sql = match self.db.backend() {
+            Backend::Postgres => {
+                "SELECT seq, txid, event_id, event_type, aggregate_id, occurred_at, payload, trace_context \
+                 FROM event_log \
+                 WHERE (txid, seq) > ($1, $2) \
+                   AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                 ORDER BY txid, seq LIMIT $3"
+            }
+            Backend::Sqlite => {
+                "SELECT seq, txid, event_id, event_type, aggregate_id, occurred_at, payload, trace_context \
+                 FROM event_log WHERE (txid, seq) > ($1, $2) ORDER BY txid, seq LIMIT $3"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(cursor.txid)
+            .bind(cursor.seq)
+            .bind(limit)
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    cursor: Cursor {
+                        txid: row.try_get("txid")?,
+                        seq: row.try_get("seq")?,
+                    },
+                    event_id: row.try_get("event_id")?,
+                    type_name: row.try_get("event_type")?,
+                    aggregate_id: row.try_get("aggregate_id")?,
+                    occurred_at: from_micros(row.try_get("occurred_at")?),
+                    payload: row.try_get("payload")?,
+                    trace_context: decode_trace_context(
+                        &row.try_get::<String, _>("trace_context")?,
+                    ),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Number of events in the log (for metrics and tests).
+    pub async fn count(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
+            .fetch_one(self.db.reader())
+            .await?)
+    }
+
+    /// Replays the log after `from.after_cursor`, then tails it live until the client goes
+    /// away or `shutdown` is cancelled (streams must end for a graceful shutdown to finish).
+    pub fn subscribe(
+        &self,
+        from: SubscribeFrom,
+        shutdown: CancellationToken,
+    ) -> Result<ReceiverStream<Result<Event, tonic::Status>>, tonic::Status> {
+        let cursor: Cursor = from.after_cursor.parse().map_err(|e: BadCursor| {
+            crate::grpc::invalid_argument([("from.after_cursor", e.to_string())])
+        })?;
+        let (tx, rx) = mpsc::channel(256);
+        let log = self.clone();
+        tokio::spawn(async move {
+            log.pump(cursor, from.event_types, from.replay_only, tx, shutdown)
+                .await;
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    async fn pump(
+        &self,
+        mut cursor: Cursor,
+        types: Vec<String>,
+        replay_only: bool,
+        tx: mpsc::Sender<Result<Event, tonic::Status>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut woken = self.wake.subscribe();
+        loop {
+            // Mark the wake-up seen before reading, so a commit during the read is not missed.
+            woken.borrow_and_update();
+            let batch = match self.read_after(cursor, BATCH).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(service = self.service, %error, "event stream read failed");
+                    let _ = tx
+                        .send(Err(tonic::Status::unavailable(
+                            "event log temporarily unavailable; resume from the last cursor",
+                        )))
+                        .await;
+                    return;
+                }
+            };
+            let full = batch.len() as i64 == BATCH;
+            for event in batch {
+                cursor = event.cursor;
+                if !types.is_empty() && !types.iter().any(|t| t == event.short_type()) {
+                    continue;
+                }
+                tokio::select! {
+                    sent = tx.send(Ok(event.to_proto(self.service))) => if sent.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            if full {
+                continue;
+            }
+            if replay_only {
+                return;
+            }
+            tokio::select! {
+                _ = woken.changed() => {}
+                _ = tokio::time::sleep(FALLBACK_POLL) => {}
+                _ = tx.closed() => return,
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// On PostgreSQL, listens for other processes' commits and wakes this process's
+    /// subscribers; returns at once on SQLite. Runs until `stop` is cancelled.
+    pub async fn listen(&self, stop: CancellationToken) {
+        if self.db.backend() != Backend::Postgres {
+            return;
+        }
+        loop {
+            match sqlx::postgres::PgListener::connect(self.db.url()).await {
+                Ok(mut listener) => {
+                    if let Err(error) = listener.listen("fairchance_event_log").await {
+                        tracing::warn!(%error, "LISTEN failed; falling back to polling");
+                    } else {
+                        // Anything committed while we were not listening is picked up now.
+                        self.wake();
+                        loop {
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                n = listener.try_recv() => match n {
+                                    Ok(Some(_)) => self.wake(),
+                                    // Connection lost: the next try_recv reconnects; wake in case
+                                    // a notification was lost with it.
+                                    Ok(None) => self.wake(),
+                                    Err(error) => {
+                                        tracing::warn!(%error, "event notification listener failed");
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot connect event notification listener"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+fn encode_trace_context(ctx: &BTreeMap<String, String>) -> String {
+    ctx.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn decode_trace_context(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { txid: 981, seq: 12 };
+        assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        assert_eq!("".parse::<Cursor>().unwrap(), Cursor::START);
+        for bad in ["12", "a.b", "1.-2", "-1.2", "1.2.3"] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trace_context_round_trips() {
+        let mut ctx = BTreeMap::new();
+        ctx.insert(
+            "traceparent".to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        );
+        ctx.insert("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned());
+        assert_eq!(decode_trace_context(&encode_trace_context(&ctx)), ctx);
+    }
+}

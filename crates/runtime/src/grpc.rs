@@ -1,0 +1,78 @@
+//! Helpers for the gRPC edge of every service: status codes with field-level details,
+//! timestamp conversion, and mapping storage failures without leaking internals.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::db::DbError;
+
+/// INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each bad field.
+pub fn invalid_argument<F, D>(violations: impl IntoIterator<Item = (F, D)>) -> Status
+where
+    F: Into<String>,
+    D: Into<String>,
+{
+    let mut details = ErrorDetails::new();
+    let mut summary = Vec::new();
+    for (field, description) in violations {
+        let (field, description) = (field.into(), description.into());
+        summary.push(if field.is_empty() {
+            description.clone()
+        } else {
+            format!("{field}: {description}")
+        });
+        details.add_bad_request_violation(field, description);
+    }
+    Status::with_error_details(Code::InvalidArgument, summary.join("; "), details)
+}
+
+/// Maps a storage failure to UNAVAILABLE (retryable) and logs the cause, which is not sent.
+pub fn storage_unavailable(error: &DbError) -> Status {
+    tracing::error!(%error, "storage failure");
+    Status::unavailable("storage temporarily unavailable; retry with backoff")
+}
+
+/// A protobuf timestamp.
+pub fn to_proto_timestamp(ts: jiff::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ts.as_second(),
+        nanos: ts.subsec_nanosecond(),
+    }
+}
+
+/// A jiff timestamp from a protobuf one; `None` when out of range.
+pub fn from_proto_timestamp(ts: &prost_types::Timestamp) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::new(ts.seconds, ts.nanos).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_every_field() {
+        let status = invalid_argument([
+            ("contact.email", "not an email"),
+            ("contact.phone", "not a number"),
+        ]);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "contact.email: not an email; contact.phone: not a number"
+        );
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("bad request detail");
+        let fields: Vec<_> = bad
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["contact.email", "contact.phone"]);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let ts: jiff::Timestamp = "2026-11-23T10:00:00.5Z".parse().unwrap();
+        assert_eq!(from_proto_timestamp(&to_proto_timestamp(ts)), Some(ts));
+    }
+}

@@ -1,0 +1,160 @@
+//! Test support: a fresh database per test (a SQLite file in a temp dir, or a new PostgreSQL
+//! database named by a uuid), chosen by `FAIRCHANCE_TEST_BACKEND`, and helpers to start
+//! services in-process on port 0.
+//!
+//! PostgreSQL comes from `FAIRCHANCE_TEST_POSTGRES_URL` (default the local server). Where it
+//! is unreachable, PostgreSQL-only tests skip with a message, except under `CI=true`, where
+//! they fail: CI must never pass by skipping them.
+
+use std::net::SocketAddr;
+
+use runtime::db::{Backend, Db, Migrations};
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("FAIRCHANCE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The backend the suite runs on: `FAIRCHANCE_TEST_BACKEND=postgres`, else SQLite.
+pub fn selected_backend() -> Backend {
+    match std::env::var("FAIRCHANCE_TEST_BACKEND").as_deref() {
+        Ok("postgres") | Ok("postgresql") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A database that lives as long as the test.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh database on the selected backend.
+    pub async fn new() -> Self {
+        match selected_backend() {
+            Backend::Sqlite => Self::sqlite(),
+            Backend::Postgres => match Self::postgres().await {
+                Some(db) => db,
+                None => panic!(
+                    "FAIRCHANCE_TEST_BACKEND=postgres but PostgreSQL is unreachable at {}",
+                    postgres_admin_url()
+                ),
+            },
+        }
+    }
+
+    /// A fresh SQLite file.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a note on stderr) when the server is
+    /// unreachable outside CI. Under `CI=true` an unreachable server fails the test.
+    pub async fn postgres() -> Option<Self> {
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(conn) => conn,
+            Err(error) if !in_ci() => {
+                eprintln!("skipping: PostgreSQL unreachable at {admin}: {error}");
+                return None;
+            }
+            Err(error) => panic!("PostgreSQL unreachable at {admin} under CI=true: {error}"),
+        };
+        let name = format!("fc_test_{}", Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        Some(Self {
+            url: format!("{base}/{name}"),
+            backend: Backend::Postgres,
+            _dir: None,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Connects and applies `migrations` (with the runtime's own).
+    pub async fn connect(&self, migrations: &Migrations) -> Db {
+        let db = Db::connect(&self.url, 16)
+            .await
+            .expect("connect test database");
+        db.migrate(migrations).await.expect("migrate test database");
+        db
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let Some((_, name)) = self.url.rsplit_once('/') else {
+            return;
+        };
+        let (admin, name) = (postgres_admin_url(), name.to_owned());
+        // Drop runs inside the test's runtime; a fresh thread and runtime can block on the
+        // cleanup. FORCE ends connections pools of the test may still hold.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Binds 127.0.0.1 on a free port.
+pub async fn bind_local() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
+}
+
+/// Connects a gRPC channel to a local server, retrying while it starts.
+pub async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("server at {addr} did not come up");
+}
