@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod playbook;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -1,0 +1,215 @@
+//! `fairchance dev`: every service in one process, listening on one port, each on its own
+//! database (a SQLite file per service, or a PostgreSQL schema per service), calling each
+//! other over gRPC exactly as in production.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use runtime::config::{Defaults, ServiceConfig, Sources};
+use runtime::server::HealthTarget;
+use runtime::service::{EXIT_CONFIG, ServiceContext, ServiceSpec};
+use runtime::{Backend, Db, SystemClock};
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+/// The sample playbook, written to the data directory on first start.
+const SAMPLE_PLAYBOOK: &str = include_str!("../../../deploy/playbook.toml");
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "FAIRCHANCE_LISTEN_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    listen: SocketAddr,
+    /// Where the SQLite files (one per service) and the sample playbook live.
+    #[arg(long, env = "FAIRCHANCE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Use this PostgreSQL database instead of SQLite; each service gets its own schema.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Playbook file (default: DATA_DIR/playbook.toml, created from the sample).
+    #[arg(long, env = "FAIRCHANCE_PLAYBOOK")]
+    playbook: Option<PathBuf>,
+}
+
+pub fn main(args: DevArgs) -> ExitCode {
+    let config = match dev_config(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("fairchance dev: {error:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("fairchance dev: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let mut telemetry = match runtime::telemetry::init(&config.telemetry) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("fairchance dev: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let code = match serve(args, config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("fairchance dev: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+        telemetry.shutdown();
+        code
+    })
+}
+
+/// Shared settings from the environment (limits, logging), with dev defaults.
+fn dev_config(args: &DevArgs) -> anyhow::Result<ServiceConfig> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    env.entry("FAIRCHANCE_LOG_FORMAT".into())
+        .or_insert_with(|| "pretty".into());
+    env.entry("FAIRCHANCE_LOG".into())
+        .or_insert_with(|| "info,sqlx=warn".into());
+    let sources = Sources::from_map(env)?;
+    let defaults = Defaults {
+        service_name: "dev",
+        listen_addr: args.listen,
+        database_url: "sqlite://unused.db".into(),
+    };
+    let mut config = ServiceConfig::load(&sources, &defaults)?;
+    config.listen_addr = args.listen;
+    let playbook = match &args.playbook {
+        Some(path) => path.clone(),
+        None => {
+            let path = args.data_dir.join("playbook.toml");
+            if !path.exists() {
+                std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                    format!("cannot create data directory {}", args.data_dir.display())
+                })?;
+                std::fs::write(&path, SAMPLE_PLAYBOOK)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            path
+        }
+    };
+    anyhow::ensure!(
+        playbook.is_file(),
+        "playbook {} is not a readable file",
+        playbook.display()
+    );
+    config.playbook = Some(playbook);
+    Ok(config)
+}
+
+/// The database URL of one service: its own SQLite file, or its own PostgreSQL schema.
+async fn service_db(args: &DevArgs, service: &str, max_connections: u32) -> anyhow::Result<Db> {
+    let url = match &args.postgres {
+        None => format!(
+            "sqlite://{}",
+            args.data_dir.join(format!("{service}.db")).display()
+        ),
+        Some(base) => {
+            anyhow::ensure!(
+                Backend::of_url(base) == Ok(Backend::Postgres),
+                "--postgres expects a postgres:// URL, got {base:?}"
+            );
+            let admin = Db::connect(base, 1)
+                .await
+                .with_context(|| format!("cannot connect to {base}"))?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {service}"))
+                .execute(admin.pool())
+                .await?;
+            admin.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{service}")
+        }
+    };
+    Db::connect(&url, max_connections)
+        .await
+        .with_context(|| format!("cannot open the {service} database"))
+}
+
+async fn start<S: ServiceSpec>(
+    args: &DevArgs,
+    config: &ServiceConfig,
+    shutdown: &CancellationToken,
+    routes: &mut RoutesBuilder,
+) -> anyhow::Result<(Db, Vec<HealthTarget>)> {
+    let db = service_db(args, S::NAME, config.db_max_connections).await?;
+    db.migrate(S::migrations())
+        .await
+        .with_context(|| format!("migrating {}", S::NAME))?;
+    let ctx = ServiceContext {
+        db: db.clone(),
+        config: config.clone(),
+        clock: Arc::new(SystemClock),
+        shutdown: shutdown.clone(),
+    };
+    let health = S::start(ctx, routes)
+        .await
+        .with_context(|| format!("starting {}", S::NAME))?;
+    Ok((db, health))
+}
+
+async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
+    let shutdown = runtime::server::shutdown_on_signal();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let mut routes = RoutesBuilder::default();
+    let mut dbs = Vec::new();
+    let mut health = Vec::new();
+
+    let (db, h) = start::<intake::IntakeService>(&args, &config, &shutdown, &mut routes).await?;
+    dbs.push(db);
+    health.extend(h);
+
+    print_banner(&args, &config, addr);
+    runtime::server::serve(listener, routes, health, &config.server, shutdown).await?;
+    for db in dbs {
+        db.close().await;
+    }
+    Ok(())
+}
+
+fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
+    let storage = match &args.postgres {
+        Some(url) => format!(
+            "PostgreSQL {} (a schema per service)",
+            url.split('@').next_back().unwrap_or(url)
+        ),
+        None => format!("SQLite files in {}/", args.data_dir.display()),
+    };
+    let playbook = config
+        .playbook
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!(
+        "\nfairchance dev is serving on {addr}\n  \
+         services: intake\n  \
+         storage:  {storage}\n  \
+         playbook: {playbook} (edit it: changes apply within seconds)\n\n\
+         Try it (grpcurl uses server reflection, no .proto files needed):\n  \
+         grpcurl -plaintext {addr} list\n  \
+         grpcurl -plaintext -d '{{\"lead\": {{\"contact\": {{\"name\": \"Ada Lovelace\", \"email\": \"ada@example.com\", \"company\": \"Analytical Engines\", \"country\": \"GB\"}}, \"source\": {{\"source\": \"website-demo-form\", \"campaign\": \"q4-demo\", \"message\": \"Can we see routing?\"}}, \"intent\": {{\"kind\": \"INTENT_KIND_DEMO_REQUEST\", \"strength\": \"INTENT_STRENGTH_HIGH\"}}}}}}' \\\n    \
+         {addr} fairchance.intake.v1.IntakeService/SubmitLead\n  \
+         grpcurl -plaintext -d '{{\"from\": {{\"replay_only\": true}}}}' {addr} fairchance.intake.v1.IntakeService/Subscribe\n\n\
+         Stop with ctrl-c.\n"
+    );
+}

@@ -1,0 +1,141 @@
+//! The gRPC edge in-process on port 0: status codes, field-level details, bulk streaming.
+
+use std::time::Duration;
+
+use intake::IntakeService;
+use proto::intake::v1 as pb;
+use proto::intake::v1::intake_service_client::IntakeServiceClient;
+use runtime::config::ServerConfig;
+use runtime::service::{ServiceContext, ServiceSpec};
+use testkit::TestDb;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+struct Running {
+    client: IntakeServiceClient<tonic::transport::Channel>,
+    stop: CancellationToken,
+    _db: TestDb,
+}
+
+async fn start() -> Running {
+    let test_db = TestDb::new().await;
+    let db = test_db.connect(&intake::store::MIGRATIONS).await;
+    let stop = CancellationToken::new();
+    let mut config = runtime::config::ServiceConfig::load(
+        &runtime::config::Sources::default(),
+        &runtime::config::Defaults::service("intake", 0),
+    )
+    .unwrap();
+    config.server = ServerConfig { max_message_bytes: 64 * 1024, ..Default::default() };
+    let ctx = ServiceContext { db, config: config.clone(), clock: std::sync::Arc::new(runtime::SystemClock), shutdown: stop.clone() };
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let health = IntakeService::start(ctx, &mut routes).await.unwrap();
+    let (listener, addr) = testkit::bind_local().await;
+    let server_stop = stop.clone();
+    tokio::spawn(async move { runtime::server::serve(listener, routes, health, &config.server, server_stop).await });
+    Running { client: IntakeServiceClient::new(testkit::channel(addr).await), stop, _db: test_db }
+}
+
+fn lead(email: &str) -> pb::LeadInput {
+    pb::LeadInput {
+        contact: Some(pb::Contact { email: email.into(), name: "Ada".into(), ..Default::default() }),
+        source: Some(pb::SourceContext { source: "website-demo-form".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn malformed_leads_get_invalid_argument_with_field_violations() {
+    let mut r = start().await;
+    let mut bad = lead("nope");
+    bad.contact.as_mut().unwrap().phone = "12".into();
+    let status = r
+        .client
+        .submit_lead(pb::SubmitLeadRequest { lead: Some(bad), idempotency_key: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let details = status.get_error_details();
+    let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    assert!(fields.contains(&"contact.email".to_owned()), "{fields:?}");
+    assert!(fields.contains(&"contact.phone".to_owned()), "{fields:?}");
+
+    let missing = r.client.submit_lead(pb::SubmitLeadRequest::default()).await.unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument);
+    let bad_id = r.client.get_lead(pb::GetLeadRequest { lead_id: "x".into() }).await.unwrap_err();
+    assert_eq!(bad_id.code(), Code::InvalidArgument);
+    let unknown = r
+        .client
+        .get_lead(pb::GetLeadRequest { lead_id: uuid::Uuid::now_v7().to_string() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let long_key = r
+        .client
+        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead("a@example.com")), idempotency_key: "k".repeat(200) })
+        .await
+        .unwrap_err();
+    assert_eq!(long_key.code(), Code::InvalidArgument);
+    let conflict_first = pb::SubmitLeadRequest { lead: Some(lead("b@example.com")), idempotency_key: "same".into() };
+    r.client.submit_lead(conflict_first).await.unwrap();
+    let conflict = r
+        .client
+        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead("c@example.com")), idempotency_key: "same".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code(), Code::AlreadyExists);
+    let bad_cursor = r
+        .client
+        .subscribe(pb::SubscribeRequest {
+            from: Some(proto::events::v1::SubscribeFrom { after_cursor: "x".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_cursor.code(), Code::InvalidArgument);
+    r.stop.cancel();
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused() {
+    let mut r = start().await;
+    let mut big = lead("big@example.com");
+    big.source.as_mut().unwrap().message = "x".repeat(100 * 1024);
+    let status = r.client.submit_lead(pb::SubmitLeadRequest { lead: Some(big), idempotency_key: String::new() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    r.stop.cancel();
+}
+
+#[tokio::test]
+async fn bulk_stream_reports_every_item() {
+    let mut r = start().await;
+    let mut items: Vec<pb::SubmitLeadsRequest> = (0..1000)
+        .map(|n| pb::SubmitLeadsRequest { lead: Some(lead(&format!("p{n}@example.com"))), idempotency_key: String::new() })
+        .collect();
+    items[10].lead.as_mut().unwrap().contact.as_mut().unwrap().email = "broken".into();
+    items[20].lead = None;
+    items[30] = pb::SubmitLeadsRequest { lead: Some(lead("p0@example.com")), idempotency_key: String::new() };
+    let response = r.client.submit_leads(tokio_stream::iter(items)).await.unwrap().into_inner();
+    assert_eq!(response.results.len(), 1000);
+    assert!(response.results.iter().enumerate().all(|(i, r)| r.index as usize == i));
+    assert_eq!((response.accepted, response.merged, response.rejected, response.invalid), (997, 1, 0, 2));
+    assert_eq!(response.results[10].outcome(), pb::SubmitOutcome::Invalid);
+    assert_eq!(response.results[10].problems[0].field, "contact.email");
+    assert_eq!(response.results[20].problems[0].field, "lead");
+    assert_eq!(response.results[30].outcome(), pb::SubmitOutcome::Merged);
+
+    // Every accepted or merged item is on the event stream.
+    let mut stream = r
+        .client
+        .subscribe(pb::SubscribeRequest { from: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while n < 998 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap().unwrap();
+        assert!(msg.event.is_some());
+        n += 1;
+    }
+    r.stop.cancel();
+}

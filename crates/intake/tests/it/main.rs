@@ -1,0 +1,5 @@
+//! Intake against real databases: one conformance suite for SQLite and PostgreSQL, run
+//! through the service layer so store, events and idempotency are checked together.
+
+mod conformance;
+mod grpc;
