@@ -5,8 +5,8 @@ use proto::intake::v1 as pb;
 use runtime::grpc::{from_proto_timestamp, to_proto_timestamp};
 
 use crate::domain::{
-    Consent, ConsentBasis, Contact, IcpTier, IntentKind, IntentSignal, IntentStrength, Lead, LeadInput, Problem,
-    PurchaseTimeframe, Rejection, RejectionState, SourceContext, Touch, Utm,
+    Consent, ConsentBasis, Contact, IcpTier, IntentKind, IntentSignal, IntentStrength, Lead,
+    LeadInput, Problem, PurchaseTimeframe, Rejection, RejectionState, SourceContext, Touch, Utm,
 };
 
 /// A wire lead input as a domain one. Unknown enum numbers (from a newer client) read as
@@ -193,7 +193,11 @@ pub fn lead_to_proto(lead: &Lead) -> pb::Lead {
 }
 
 pub fn problem_to_proto(p: &Problem) -> pb::Problem {
-    pb::Problem { field: p.field.clone(), code: p.code.clone(), description: p.description.clone() }
+    pb::Problem {
+        field: p.field.clone(),
+        code: p.code.clone(),
+        description: p.description.clone(),
+    }
 }
 
 pub fn rejection_state_to_proto(state: RejectionState) -> pb::RejectionState {
@@ -255,11 +259,19 @@ mod tests {
             purchase_timeframe: pb::PurchaseTimeframe::ThisQuarter as i32,
             consent: Some(pb::Consent {
                 basis: pb::ConsentBasis::OptIn as i32,
-                captured_at: Some(prost_types::Timestamp { seconds: 1_790_000_000, nanos: 5000 }),
+                captured_at: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 5000,
+                }),
                 wording: "v3".into(),
             }),
-            attributes: [("industry".to_owned(), "software".to_owned())].into_iter().collect(),
+            attributes: [("industry".to_owned(), "software".to_owned())]
+                .into_iter()
+                .collect(),
         };
-        assert_eq!(lead_input_to_proto(&lead_input_from_proto(input.clone())), input);
+        assert_eq!(
+            lead_input_to_proto(&lead_input_from_proto(input.clone())),
+            input
+        );
     }
 }

@@ -43,22 +43,27 @@ impl IntakeApi {
 
 fn status_of(error: IntakeError) -> Status {
     match error {
-        IntakeError::Invalid(problems) => invalid_argument(problems.into_iter().map(|p| (p.field, p.description))),
+        IntakeError::Invalid(problems) => {
+            invalid_argument(problems.into_iter().map(|p| (p.field, p.description)))
+        }
         IntakeError::IdempotencyConflict => Status::already_exists(
             "idempotency_key was already used for a different lead; use a new key for a new lead",
         ),
         IntakeError::LeadNotFound => Status::not_found("no lead with this lead_id"),
         IntakeError::RejectionNotFound => Status::not_found("no rejection with this rejection_id"),
-        IntakeError::AlreadyReviewed => {
-            Status::failed_precondition("this rejection was already reviewed; list pending rejections to find open ones")
-        }
+        IntakeError::AlreadyReviewed => Status::failed_precondition(
+            "this rejection was already reviewed; list pending rejections to find open ones",
+        ),
         IntakeError::Storage(e) => runtime::grpc::storage_unavailable(&e),
     }
 }
 
 fn check_key(field: &str, key: &str) -> Result<(), Status> {
     if key.chars().count() > IDEMPOTENCY_KEY_MAX {
-        return Err(invalid_argument([(field, format!("must be at most {IDEMPOTENCY_KEY_MAX} characters"))]));
+        return Err(invalid_argument([(
+            field,
+            format!("must be at most {IDEMPOTENCY_KEY_MAX} characters"),
+        )]));
     }
     Ok(())
 }
@@ -67,14 +72,16 @@ fn parse_lead_id(field: &str, text: &str) -> Result<LeadId, Status> {
     if text.is_empty() {
         return Err(invalid_argument([(field, "required")]));
     }
-    text.parse().map_err(|_| invalid_argument([(field, "not a lead id (expected a UUID)")]))
+    text.parse()
+        .map_err(|_| invalid_argument([(field, "not a lead id (expected a UUID)")]))
 }
 
 fn parse_rejection_id(field: &str, text: &str) -> Result<RejectionId, Status> {
     if text.is_empty() {
         return Err(invalid_argument([(field, "required")]));
     }
-    text.parse().map_err(|_| invalid_argument([(field, "not a rejection id (expected a UUID)")]))
+    text.parse()
+        .map_err(|_| invalid_argument([(field, "not a rejection id (expected a UUID)")]))
 }
 
 fn submit_response(submitted: Submitted) -> pb::SubmitLeadResponse {
@@ -97,8 +104,15 @@ fn submit_response(submitted: Submitted) -> pb::SubmitLeadResponse {
     }
 }
 
-fn bulk_result(index: u32, result: Result<Submitted, IntakeError>, totals: &mut pb::SubmitLeadsResponse) -> pb::SubmitLeadsResult {
-    let mut r = pb::SubmitLeadsResult { index, ..Default::default() };
+fn bulk_result(
+    index: u32,
+    result: Result<Submitted, IntakeError>,
+    totals: &mut pb::SubmitLeadsResponse,
+) -> pb::SubmitLeadsResult {
+    let mut r = pb::SubmitLeadsResult {
+        index,
+        ..Default::default()
+    };
     match result {
         Ok(Submitted::Accepted(lead)) => {
             totals.accepted += 1;
@@ -139,14 +153,21 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 
 #[tonic::async_trait]
 impl IntakeService for IntakeApi {
-    async fn submit_lead(&self, request: Request<pb::SubmitLeadRequest>) -> Result<Response<pb::SubmitLeadResponse>, Status> {
+    async fn submit_lead(
+        &self,
+        request: Request<pb::SubmitLeadRequest>,
+    ) -> Result<Response<pb::SubmitLeadResponse>, Status> {
         let request = request.into_inner();
         check_key("idempotency_key", &request.idempotency_key)?;
         let Some(lead) = request.lead else {
             return Err(invalid_argument([("lead", "required")]));
         };
         let key = Some(request.idempotency_key.as_str()).filter(|k| !k.is_empty());
-        let submitted = self.intake.submit(lead_input_from_proto(lead), key).await.map_err(status_of)?;
+        let submitted = self
+            .intake
+            .submit(lead_input_from_proto(lead), key)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(submit_response(submitted)))
     }
 
@@ -177,22 +198,37 @@ impl IntakeService for IntakeApi {
                 };
                 let position = index + u32::try_from(batch.len() + early.len()).unwrap_or(u32::MAX);
                 if item.idempotency_key.chars().count() > IDEMPOTENCY_KEY_MAX {
-                    early.push((position, pb::Problem {
-                        field: "idempotency_key".into(),
-                        code: "too_long".into(),
-                        description: format!("must be at most {IDEMPOTENCY_KEY_MAX} characters"),
-                    }));
+                    early.push((
+                        position,
+                        pb::Problem {
+                            field: "idempotency_key".into(),
+                            code: "too_long".into(),
+                            description: format!(
+                                "must be at most {IDEMPOTENCY_KEY_MAX} characters"
+                            ),
+                        },
+                    ));
                     continue;
                 }
                 let Some(lead) = item.lead else {
-                    early.push((position, pb::Problem { field: "lead".into(), code: "missing_field".into(), description: "required".into() }));
+                    early.push((
+                        position,
+                        pb::Problem {
+                            field: "lead".into(),
+                            code: "missing_field".into(),
+                            description: "required".into(),
+                        },
+                    ));
                     continue;
                 };
                 let key = Some(item.idempotency_key).filter(|k| !k.is_empty());
                 batch.push((position, lead_input_from_proto(lead), key));
             }
             let positions: Vec<u32> = batch.iter().map(|(p, _, _)| *p).collect();
-            let items = batch.into_iter().map(|(_, lead, key)| (lead, key)).collect();
+            let items = batch
+                .into_iter()
+                .map(|(_, lead, key)| (lead, key))
+                .collect();
             let results = self.intake.submit_many(items).await.map_err(status_of)?;
             let mut chunk: Vec<pb::SubmitLeadsResult> = positions
                 .into_iter()
@@ -215,10 +251,15 @@ impl IntakeService for IntakeApi {
         Ok(Response::new(response))
     }
 
-    async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+    async fn get_lead(
+        &self,
+        request: Request<pb::GetLeadRequest>,
+    ) -> Result<Response<pb::GetLeadResponse>, Status> {
         let id = parse_lead_id("lead_id", &request.get_ref().lead_id)?;
         let lead = self.intake.lead(id).await.map_err(status_of)?;
-        Ok(Response::new(pb::GetLeadResponse { lead: Some(lead_to_proto(&lead)) }))
+        Ok(Response::new(pb::GetLeadResponse {
+            lead: Some(lead_to_proto(&lead)),
+        }))
     }
 
     async fn list_rejections(
@@ -227,27 +268,43 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<pb::ListRejectionsResponse>, Status> {
         let request = request.into_inner();
         let state = match request.state() {
-            pb::RejectionState::Unspecified | pb::RejectionState::Pending => RejectionState::Pending,
+            pb::RejectionState::Unspecified | pb::RejectionState::Pending => {
+                RejectionState::Pending
+            }
             pb::RejectionState::Accepted => RejectionState::Accepted,
             pb::RejectionState::Dismissed => RejectionState::Dismissed,
         };
         let page_size = match request.page_size {
             0 => 50,
             n @ 1..=500 => n as usize,
-            _ => return Err(invalid_argument([("page_size", "must be between 1 and 500 (0 means 50)")])),
+            _ => {
+                return Err(invalid_argument([(
+                    "page_size",
+                    "must be between 1 and 500 (0 means 50)",
+                )]));
+            }
         };
         let before = if request.page_token.is_empty() {
             None
         } else {
             Some(request.page_token.parse::<RejectionId>().map_err(|_| {
-                invalid_argument([("page_token", "not a token from a previous ListRejections response")])
+                invalid_argument([(
+                    "page_token",
+                    "not a token from a previous ListRejections response",
+                )])
             })?)
         };
-        let mut rejections =
-            self.intake.rejections(state, &request.source, before, page_size + 1).await.map_err(status_of)?;
+        let mut rejections = self
+            .intake
+            .rejections(state, &request.source, before, page_size + 1)
+            .await
+            .map_err(status_of)?;
         let next_page_token = if rejections.len() > page_size {
             rejections.truncate(page_size);
-            rejections.last().map(|r| r.id.to_string()).unwrap_or_default()
+            rejections
+                .last()
+                .map(|r| r.id.to_string())
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -264,16 +321,25 @@ impl IntakeService for IntakeApi {
         let request = request.into_inner();
         let id = parse_rejection_id("rejection_id", &request.rejection_id)?;
         let action = match request.action() {
-            pb::ReconsiderAction::Unspecified | pb::ReconsiderAction::Reevaluate => ReviewAction::Reevaluate,
+            pb::ReconsiderAction::Unspecified | pb::ReconsiderAction::Reevaluate => {
+                ReviewAction::Reevaluate
+            }
             pb::ReconsiderAction::AcceptAsIs => ReviewAction::AcceptAsIs,
             pb::ReconsiderAction::Dismiss => ReviewAction::Dismiss,
         };
         let corrected = request.corrected.map(lead_input_from_proto);
-        let (rejection, submitted) =
-            self.intake.reconsider(id, corrected, action, &request.note).await.map_err(status_of)?;
+        let (rejection, submitted) = self
+            .intake
+            .reconsider(id, corrected, action, &request.note)
+            .await
+            .map_err(status_of)?;
         let (outcome, lead) = match submitted {
-            Some(Submitted::Accepted(lead)) => (pb::SubmitOutcome::Accepted, Some(lead_to_proto(&lead))),
-            Some(Submitted::Merged(lead)) => (pb::SubmitOutcome::Merged, Some(lead_to_proto(&lead))),
+            Some(Submitted::Accepted(lead)) => {
+                (pb::SubmitOutcome::Accepted, Some(lead_to_proto(&lead)))
+            }
+            Some(Submitted::Merged(lead)) => {
+                (pb::SubmitOutcome::Merged, Some(lead_to_proto(&lead)))
+            }
             Some(Submitted::Rejected(_)) | None => (pb::SubmitOutcome::Rejected, None),
         };
         Ok(Response::new(pb::ReconsiderRejectionResponse {
@@ -283,15 +349,28 @@ impl IntakeService for IntakeApi {
         }))
     }
 
-    async fn opt_out(&self, request: Request<pb::OptOutRequest>) -> Result<Response<pb::OptOutResponse>, Status> {
+    async fn opt_out(
+        &self,
+        request: Request<pb::OptOutRequest>,
+    ) -> Result<Response<pb::OptOutResponse>, Status> {
         let request = request.into_inner();
         if request.email.trim().is_empty() && request.phone.trim().is_empty() {
-            return Err(invalid_argument([("", "give the email or the phone number to suppress")]));
+            return Err(invalid_argument([(
+                "",
+                "give the email or the phone number to suppress",
+            )]));
         }
         if request.reason.chars().count() > 500 {
-            return Err(invalid_argument([("reason", "must be at most 500 characters")]));
+            return Err(invalid_argument([(
+                "reason",
+                "must be at most 500 characters",
+            )]));
         }
-        let opted = self.intake.opt_out(&request.email, &request.phone, &request.reason).await.map_err(status_of)?;
+        let opted = self
+            .intake
+            .opt_out(&request.email, &request.phone, &request.reason)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(pb::OptOutResponse {
             lead_ids: opted.lead_ids.iter().map(ToString::to_string).collect(),
             newly_suppressed: opted.newly_suppressed,
@@ -300,9 +379,14 @@ impl IntakeService for IntakeApi {
 
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         let from = request.into_inner().from.unwrap_or_default();
         let stream = self.intake.log().subscribe(from, self.shutdown.clone())?;
-        Ok(Response::new(Box::pin(stream.map(|r| r.map(|event| pb::SubscribeResponse { event: Some(event) })))))
+        Ok(Response::new(Box::pin(stream.map(|r| {
+            r.map(|event| pb::SubscribeResponse { event: Some(event) })
+        }))))
     }
 }

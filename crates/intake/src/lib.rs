@@ -30,7 +30,10 @@ impl ServiceSpec for IntakeService {
         &store::MIGRATIONS
     }
 
-    async fn start(ctx: ServiceContext, routes: &mut RoutesBuilder) -> Result<Vec<HealthTarget>, StartError> {
+    async fn start(
+        ctx: ServiceContext,
+        routes: &mut RoutesBuilder,
+    ) -> Result<Vec<HealthTarget>, StartError> {
         let playbook = ctx.playbook::<playbook::IntakePlaybook>()?;
         let log = EventLog::new(ctx.db.clone(), Self::NAME);
         tokio::spawn({
@@ -38,9 +41,17 @@ impl ServiceSpec for IntakeService {
             let stop = ctx.shutdown.clone();
             async move { log.listen(stop).await }
         });
-        let intake = service::Intake::new(store::Store::new(ctx.db.clone()), log, playbook, ctx.clock.clone());
+        let intake = service::Intake::new(
+            store::Store::new(ctx.db.clone()),
+            log,
+            playbook,
+            ctx.clock.clone(),
+        );
         let api = grpc::IntakeApi::new(intake, ctx.shutdown.clone());
         routes.add_service(api.into_server(ctx.config.server.max_message_bytes));
-        Ok(vec![HealthTarget { service: grpc::SERVICE_NAME, db: ctx.db }])
+        Ok(vec![HealthTarget {
+            service: grpc::SERVICE_NAME,
+            db: ctx.db,
+        }])
     }
 }

@@ -320,6 +320,8 @@ impl Section for IntakePlaybook {
                 check_condition(condition, &mut errors);
             }
         }
+        // Sources are checked in name order; operators read the errors top to bottom.
+        errors.sort_by_key(|e| e.span.as_ref().map_or(0, |span| span.start));
         errors
     }
 }
@@ -765,6 +767,14 @@ tier = "C"
             e.contains("p.toml:5:18: completeness weight of contact.name"),
             "{e}"
         );
+
+        // in file order, although sources are kept by name
+        let e = err(
+            "[intake.sources.zeta]\nrequired = [\"x\"]\n[intake.sources.alpha]\nrequired = [\"y\"]\n",
+        );
+        let zeta = e.find("p.toml:2:").expect(&e);
+        let alpha = e.find("p.toml:4:").expect(&e);
+        assert!(zeta < alpha, "{e}");
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::convert::{lead_to_proto, rejection_to_proto, touch_to_proto};
 use crate::domain::quality::{completeness_score, icp_tier, quality_problems};
 use crate::domain::validate::normalize;
 use crate::domain::{
-    ConsentBasis, ContactKey, Lead, LeadId, LeadInput, Problem, Rejection, RejectionId, RejectionState, Touch,
-    suppression_keys,
+    ConsentBasis, ContactKey, Lead, LeadId, LeadInput, Problem, Rejection, RejectionId,
+    RejectionState, Touch, suppression_keys,
 };
 use crate::playbook::IntakePlaybook;
 use crate::store::Store;
@@ -80,8 +80,18 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(store: Store, log: EventLog, playbook: Playbook<IntakePlaybook>, clock: SharedClock) -> Self {
-        Self { store, log, playbook, clock }
+    pub fn new(
+        store: Store,
+        log: EventLog,
+        playbook: Playbook<IntakePlaybook>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            playbook,
+            clock,
+        }
     }
 
     pub fn log(&self) -> &EventLog {
@@ -96,9 +106,17 @@ impl Intake {
     }
 
     /// Submits one lead.
-    pub async fn submit(&self, input: LeadInput, idempotency_key: Option<&str>) -> Result<Submitted, IntakeError> {
-        let mut results = self.submit_many(vec![(input, idempotency_key.map(str::to_owned))]).await?;
-        results.pop().unwrap_or(Err(IntakeError::Invalid(Vec::new())))
+    pub async fn submit(
+        &self,
+        input: LeadInput,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, IntakeError> {
+        let mut results = self
+            .submit_many(vec![(input, idempotency_key.map(str::to_owned))])
+            .await?;
+        results
+            .pop()
+            .unwrap_or(Err(IntakeError::Invalid(Vec::new())))
     }
 
     /// Submits many leads; each gets its own result, and a malformed or conflicting item never
@@ -116,7 +134,9 @@ impl Intake {
             let mut tx = self.store.db().begin().await?;
             let mut events = Vec::with_capacity(chunk.len());
             for (raw, key) in chunk {
-                let result = self.submit_in(&mut tx, raw, key.as_deref(), &playbook, now, &mut events).await;
+                let result = self
+                    .submit_in(&mut tx, raw, key.as_deref(), &playbook, now, &mut events)
+                    .await;
                 match result {
                     Err(IntakeError::Storage(e)) => return Err(IntakeError::Storage(e)),
                     other => results.push(other),
@@ -138,10 +158,10 @@ impl Intake {
         events: &mut Vec<NewEvent>,
     ) -> Result<Submitted, IntakeError> {
         let key = key.filter(|k| !k.is_empty());
-        let hash = match key {
-            Some(_) => Some(idempotency::request_hash(serde_json::to_string(&raw).unwrap_or_default().as_bytes())),
-            None => None,
-        };
+        // Fingerprint the request as sent, before normalisation, to tell a retry from reuse.
+        let hash = key.map(|_| {
+            idempotency::request_hash(serde_json::to_string(&raw).unwrap_or_default().as_bytes())
+        });
         let input = normalize(raw).map_err(IntakeError::Invalid)?;
         if let (Some(key), Some(hash)) = (key, hash.as_deref()) {
             match idempotency::claim(tx, "SubmitLead", key, hash, now).await? {
@@ -156,7 +176,10 @@ impl Intake {
         }
         let problems = quality_problems(&input, playbook);
         let submitted = if problems.is_empty() {
-            match self.accept_or_merge(tx, input, playbook, now, events).await? {
+            match self
+                .accept_or_merge(tx, input, playbook, now, events)
+                .await?
+            {
                 (lead, true) => Submitted::Merged(lead),
                 (lead, false) => Submitted::Accepted(lead),
             }
@@ -170,7 +193,9 @@ impl Intake {
                 lead_id: None,
             };
             Store::insert_rejection(tx, &rejection).await?;
-            let event = pb::LeadRejected { rejection: Some(rejection_to_proto(&rejection)) };
+            let event = pb::LeadRejected {
+                rejection: Some(rejection_to_proto(&rejection)),
+            };
             events.push(NewEvent::new(rejection.id.to_string(), &event, now));
             Submitted::Rejected(rejection)
         };
@@ -200,16 +225,26 @@ impl Intake {
             )]));
         };
         let contact_key = contact_key.as_storage_key();
-        let keys: Vec<String> = suppression_keys(&input.contact).iter().map(ContactKey::as_storage_key).collect();
-        let do_not_contact = input.consent.basis == ConsentBasis::None || Store::is_suppressed(tx, &keys).await?;
+        let keys: Vec<String> = suppression_keys(&input.contact)
+            .iter()
+            .map(ContactKey::as_storage_key)
+            .collect();
+        let do_not_contact =
+            input.consent.basis == ConsentBasis::None || Store::is_suppressed(tx, &keys).await?;
 
         let candidate = LeadId::new();
         let current = Store::claim_contact(tx, &contact_key, candidate, now).await?;
         if current.lead_id != candidate {
             if now.duration_since(current.first_received_at) <= playbook.duplicate_window() {
-                let touch = Touch { id: Uuid::now_v7(), received_at: now, input };
+                let touch = Touch {
+                    id: Uuid::now_v7(),
+                    received_at: now,
+                    input,
+                };
                 Store::insert_touch(tx, current.lead_id, &touch, do_not_contact).await?;
-                let lead = Store::lead_in(tx, current.lead_id).await?.ok_or(IntakeError::LeadNotFound)?;
+                let lead = Store::lead_in(tx, current.lead_id)
+                    .await?
+                    .ok_or(IntakeError::LeadNotFound)?;
                 let event = pb::LeadMerged {
                     lead_id: lead.id.to_string(),
                     touch: Some(touch_to_proto(&touch)),
@@ -230,7 +265,9 @@ impl Intake {
             touches: Vec::new(),
         };
         Store::insert_lead(tx, &lead, &contact_key).await?;
-        let event = pb::LeadAccepted { lead: Some(lead_to_proto(&lead)) };
+        let event = pb::LeadAccepted {
+            lead: Some(lead_to_proto(&lead)),
+        };
         events.push(NewEvent::new(lead.id.to_string(), &event, now));
         Ok((lead, false))
     }
@@ -249,7 +286,10 @@ impl Intake {
         limit: usize,
     ) -> Result<Vec<Rejection>, IntakeError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(self.store.list_rejections(state, source, before, limit).await?)
+        Ok(self
+            .store
+            .list_rejections(state, source, before, limit)
+            .await?)
     }
 
     /// Resolves a pending rejection. Returns the rejection after review and the lead it
@@ -264,7 +304,13 @@ impl Intake {
         let corrected = match corrected {
             Some(raw) => Some(normalize(raw).map_err(|problems| {
                 IntakeError::Invalid(
-                    problems.into_iter().map(|p| Problem { field: prefixed("corrected", &p.field), ..p }).collect(),
+                    problems
+                        .into_iter()
+                        .map(|p| Problem {
+                            field: prefixed("corrected", &p.field),
+                            ..p
+                        })
+                        .collect(),
                 )
             })?),
             None => None,
@@ -273,8 +319,9 @@ impl Intake {
         let now = self.now();
         let mut tx = self.store.db().begin().await?;
         let lock = self.store.db().backend() == runtime::Backend::Postgres;
-        let mut rejection =
-            Store::rejection_for_update(&mut tx, id, lock).await?.ok_or(IntakeError::RejectionNotFound)?;
+        let mut rejection = Store::rejection_for_update(&mut tx, id, lock)
+            .await?
+            .ok_or(IntakeError::RejectionNotFound)?;
         if rejection.state != RejectionState::Pending {
             return Err(IntakeError::AlreadyReviewed);
         }
@@ -293,11 +340,22 @@ impl Intake {
                     _ => Vec::new(),
                 };
                 if problems.is_empty() {
-                    let (lead, merged) =
-                        self.accept_or_merge(&mut tx, rejection.input.clone(), &playbook, now, &mut events).await?;
+                    let (lead, merged) = self
+                        .accept_or_merge(
+                            &mut tx,
+                            rejection.input.clone(),
+                            &playbook,
+                            now,
+                            &mut events,
+                        )
+                        .await?;
                     rejection.state = RejectionState::Accepted;
                     rejection.lead_id = Some(lead.id);
-                    Some(if merged { Submitted::Merged(lead) } else { Submitted::Accepted(lead) })
+                    Some(if merged {
+                        Submitted::Merged(lead)
+                    } else {
+                        Submitted::Accepted(lead)
+                    })
                 } else {
                     rejection.problems = problems;
                     None
@@ -311,9 +369,17 @@ impl Intake {
     }
 
     /// Suppresses a contact by email and/or phone and flags its leads do-not-contact.
-    pub async fn opt_out(&self, email: &str, phone: &str, reason: &str) -> Result<OptedOut, IntakeError> {
+    pub async fn opt_out(
+        &self,
+        email: &str,
+        phone: &str,
+        reason: &str,
+    ) -> Result<OptedOut, IntakeError> {
         let contact = normalize_contact_for_opt_out(email, phone)?;
-        let keys: Vec<String> = suppression_keys(&contact).iter().map(ContactKey::as_storage_key).collect();
+        let keys: Vec<String> = suppression_keys(&contact)
+            .iter()
+            .map(ContactKey::as_storage_key)
+            .collect();
         let now = self.now();
         let mut tx = self.store.db().begin().await?;
         let newly_suppressed = Store::suppress(&mut tx, &keys, reason, now).await?;
@@ -326,21 +392,36 @@ impl Intake {
                 reason: reason.to_owned(),
             };
             // The aggregate is the contact; its id must not carry the address itself.
-            let aggregate = format!("contact:{}", hex::encode(&Sha256::digest(keys.join("|").as_bytes())[..12]));
-            self.log.append(&mut tx, &[NewEvent::new(aggregate, &event, now)]).await?;
+            let aggregate = format!(
+                "contact:{}",
+                hex::encode(&Sha256::digest(keys.join("|").as_bytes())[..12])
+            );
+            self.log
+                .append(&mut tx, &[NewEvent::new(aggregate, &event, now)])
+                .await?;
         }
         self.log.commit(tx).await?;
-        Ok(OptedOut { lead_ids, newly_suppressed })
+        Ok(OptedOut {
+            lead_ids,
+            newly_suppressed,
+        })
     }
 }
 
 fn prefixed(prefix: &str, field: &str) -> String {
-    if field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{field}") }
+    if field.is_empty() {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
 }
 
 /// Validates an opt-out's contact with the same rules as a lead's, reporting fields by the
 /// request's names (`email`, `phone`).
-fn normalize_contact_for_opt_out(email: &str, phone: &str) -> Result<crate::domain::Contact, IntakeError> {
+fn normalize_contact_for_opt_out(
+    email: &str,
+    phone: &str,
+) -> Result<crate::domain::Contact, IntakeError> {
     let mut input = LeadInput::default();
     input.contact.email = email.to_owned();
     input.contact.phone = phone.to_owned();
@@ -355,8 +436,14 @@ fn normalize_contact_for_opt_out(email: &str, phone: &str) -> Result<crate::doma
                         "contact" => String::new(),
                         f => f.strip_prefix("contact.").unwrap_or(f).to_owned(),
                     };
-                    let description = p.description.replace("contact.country", "a +country prefix");
-                    Problem { field, description, ..p }
+                    let description = p
+                        .description
+                        .replace("contact.country", "a +country prefix");
+                    Problem {
+                        field,
+                        description,
+                        ..p
+                    }
                 })
                 .collect(),
         )),

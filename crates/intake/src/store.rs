@@ -8,7 +8,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::domain::{IcpTier, Lead, LeadId, LeadInput, Problem, Rejection, RejectionId, RejectionState, Touch};
+use crate::domain::{
+    IcpTier, Lead, LeadId, LeadInput, Problem, Rejection, RejectionId, RejectionState, Touch,
+};
 
 /// Migrations of intake's own tables.
 pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
@@ -114,23 +116,31 @@ impl Store {
     }
 
     /// Points a contact at a new lead (its previous lead fell outside the duplicate window).
-    pub async fn repoint_contact(tx: &mut Tx, key: &str, lead: LeadId, now: Timestamp) -> Result<(), DbError> {
-        sqlx::query("UPDATE contacts SET lead_id = $1, first_received_at = $2 WHERE contact_key = $3")
-            .bind(lead.to_string())
-            .bind(to_micros(now))
-            .bind(key)
-            .execute(&mut **tx)
-            .await?;
+    pub async fn repoint_contact(
+        tx: &mut Tx,
+        key: &str,
+        lead: LeadId,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE contacts SET lead_id = $1, first_received_at = $2 WHERE contact_key = $3",
+        )
+        .bind(lead.to_string())
+        .bind(to_micros(now))
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
     /// Whether any of the keys is on the suppression list.
     pub async fn is_suppressed(tx: &mut Tx, keys: &[String]) -> Result<bool, DbError> {
         for key in keys {
-            let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM suppressions WHERE contact_key = $1")
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM suppressions WHERE contact_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut **tx)
+                    .await?;
             if found.is_some() {
                 return Ok(true);
             }
@@ -159,14 +169,21 @@ impl Store {
     }
 
     /// Adds a touch to a lead; a suppressed contact makes the lead do-not-contact.
-    pub async fn insert_touch(tx: &mut Tx, lead: LeadId, touch: &Touch, do_not_contact: bool) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO touches (touch_id, lead_id, received_at, input) VALUES ($1, $2, $3, $4)")
-            .bind(touch.id.to_string())
-            .bind(lead.to_string())
-            .bind(to_micros(touch.received_at))
-            .bind(json(&touch.input)?)
-            .execute(&mut **tx)
-            .await?;
+    pub async fn insert_touch(
+        tx: &mut Tx,
+        lead: LeadId,
+        touch: &Touch,
+        do_not_contact: bool,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO touches (touch_id, lead_id, received_at, input) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(touch.id.to_string())
+        .bind(lead.to_string())
+        .bind(to_micros(touch.received_at))
+        .bind(json(&touch.input)?)
+        .execute(&mut **tx)
+        .await?;
         if do_not_contact {
             sqlx::query("UPDATE leads SET do_not_contact = 1 WHERE lead_id = $1")
                 .bind(lead.to_string())
@@ -188,7 +205,12 @@ impl Store {
     }
 
     /// Adds contact keys to the suppression list; true if any was new.
-    pub async fn suppress(tx: &mut Tx, keys: &[String], reason: &str, now: Timestamp) -> Result<bool, DbError> {
+    pub async fn suppress(
+        tx: &mut Tx,
+        keys: &[String],
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
         let mut newly = false;
         for key in keys {
             let inserted = sqlx::query(
@@ -207,7 +229,11 @@ impl Store {
     }
 
     /// Flags every lead of this email or phone do-not-contact; returns them, oldest first.
-    pub async fn flag_do_not_contact(tx: &mut Tx, email: &str, phone: &str) -> Result<Vec<LeadId>, DbError> {
+    pub async fn flag_do_not_contact(
+        tx: &mut Tx,
+        email: &str,
+        phone: &str,
+    ) -> Result<Vec<LeadId>, DbError> {
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE leads SET do_not_contact = 1 \
              WHERE ($1 <> '' AND email = $1) OR ($2 <> '' AND phone = $2) RETURNING lead_id",
@@ -216,7 +242,10 @@ impl Store {
         .bind(phone)
         .fetch_all(&mut **tx)
         .await?;
-        let mut ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<LeadId>, _>>()?;
+        let mut ids = ids
+            .iter()
+            .map(|s| parse_id(s))
+            .collect::<Result<Vec<LeadId>, _>>()?;
         ids.sort();
         Ok(ids)
     }
@@ -239,7 +268,11 @@ impl Store {
     }
 
     /// Records a review decision on a rejection.
-    pub async fn update_rejection(tx: &mut Tx, rejection: &Rejection, note: &str) -> Result<(), DbError> {
+    pub async fn update_rejection(
+        tx: &mut Tx,
+        rejection: &Rejection,
+        note: &str,
+    ) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE rejections SET state = $1, problems = $2, input = $3, lead_id = $4, note = $5 \
              WHERE rejection_id = $6",
@@ -256,14 +289,21 @@ impl Store {
     }
 
     /// A rejection, read (and on PostgreSQL locked) inside a transaction.
-    pub async fn rejection_for_update(tx: &mut Tx, id: RejectionId, lock: bool) -> Result<Option<Rejection>, DbError> {
+    pub async fn rejection_for_update(
+        tx: &mut Tx,
+        id: RejectionId,
+        lock: bool,
+    ) -> Result<Option<Rejection>, DbError> {
         let sql = if lock {
             "SELECT rejection_id, received_at, state, problems, input, lead_id FROM rejections \
              WHERE rejection_id = $1 FOR UPDATE"
         } else {
             "SELECT rejection_id, received_at, state, problems, input, lead_id FROM rejections WHERE rejection_id = $1"
         };
-        let row = sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut **tx).await?;
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
         row.as_ref().map(rejection_from_row).transpose()
     }
 
@@ -332,6 +372,9 @@ fn rejection_from_row(row: &AnyRow) -> Result<Rejection, DbError> {
         received_at: from_micros(row.try_get("received_at")?),
         problems: from_json::<Vec<Problem>>(&row.try_get::<String, _>("problems")?)?,
         state: state_from_name(&row.try_get::<String, _>("state")?),
-        lead_id: row.try_get::<Option<String>, _>("lead_id")?.map(|s| parse_id(&s)).transpose()?,
+        lead_id: row
+            .try_get::<Option<String>, _>("lead_id")?
+            .map(|s| parse_id(&s))
+            .transpose()?,
     })
 }

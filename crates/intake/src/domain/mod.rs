@@ -174,7 +174,9 @@ pub enum ConsentBasis {
 }
 
 /// ICP-fit tier; the playbook's first matching tier wins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum IcpTier {
     A,
     B,
@@ -215,7 +217,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(field: impl Into<String>, code: &str, description: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.to_owned(), description: description.into() }
+        Self {
+            field: field.into(),
+            code: code.to_owned(),
+            description: description.into(),
+        }
     }
 }
 

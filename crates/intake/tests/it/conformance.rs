@@ -44,7 +44,12 @@ pub async fn fixture(test_db: TestDb) -> Fixture {
         Playbook::fixed(playbook),
         Arc::new(clock.clone()),
     );
-    Fixture { intake, clock, db, _test_db: test_db }
+    Fixture {
+        intake,
+        clock,
+        db,
+        _test_db: test_db,
+    }
 }
 
 pub fn lead(email: &str) -> LeadInput {
@@ -63,7 +68,11 @@ pub fn lead(email: &str) -> LeadInput {
 /// Event types on the log, in order (waits until `n` are readable).
 async fn event_types(intake: &Intake, n: usize) -> Vec<String> {
     for _ in 0..200 {
-        let events = intake.log().read_after(Default::default(), 1000).await.unwrap();
+        let events = intake
+            .log()
+            .read_after(Default::default(), 1000)
+            .await
+            .unwrap();
         if events.len() >= n {
             return events.iter().map(|e| e.short_type().to_owned()).collect();
         }
@@ -77,7 +86,9 @@ pub async fn accepts_and_preserves_everything(f: Fixture) {
     input.contact.phone = "+44 20 7946 0958".into();
     input.source.utm.source = "google".into();
     input.consent.basis = ConsentBasis::OptIn;
-    let Submitted::Accepted(lead) = f.intake.submit(input.clone(), None).await.unwrap() else { panic!("not accepted") };
+    let Submitted::Accepted(lead) = f.intake.submit(input.clone(), None).await.unwrap() else {
+        panic!("not accepted")
+    };
     assert_eq!(lead.input.contact.email, "ada@example.com");
     assert_eq!(lead.input.contact.phone, "+442079460958");
     assert_eq!(lead.icp_tier, IcpTier::A);
@@ -91,12 +102,21 @@ pub async fn accepts_and_preserves_everything(f: Fixture) {
 }
 
 pub async fn merges_duplicates_within_the_window_only(f: Fixture) {
-    let Submitted::Accepted(first) = f.intake.submit(lead("ada@example.com"), None).await.unwrap() else { panic!() };
+    let Submitted::Accepted(first) = f
+        .intake
+        .submit(lead("ada@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     f.clock.advance(SignedDuration::from_hours(24 * 10));
     let mut again = lead("ADA@example.com");
     again.source.source = "webinar".into();
     again.source.campaign = "webinar-nov".into();
-    let Submitted::Merged(merged) = f.intake.submit(again, None).await.unwrap() else { panic!("not merged") };
+    let Submitted::Merged(merged) = f.intake.submit(again, None).await.unwrap() else {
+        panic!("not merged")
+    };
     assert_eq!(merged.id, first.id);
     assert_eq!(merged.touches.len(), 1);
     assert_eq!(merged.touches[0].input.source.campaign, "webinar-nov");
@@ -105,20 +125,49 @@ pub async fn merges_duplicates_within_the_window_only(f: Fixture) {
 
     // Beyond the window the contact becomes a new lead.
     f.clock.advance(SignedDuration::from_hours(24 * 25));
-    let Submitted::Accepted(later) = f.intake.submit(lead("ada@example.com"), None).await.unwrap() else { panic!() };
+    let Submitted::Accepted(later) = f
+        .intake
+        .submit(lead("ada@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     assert_ne!(later.id, first.id);
     // ...and later duplicates merge into the new one.
-    let Submitted::Merged(m) = f.intake.submit(lead("ada@example.com"), None).await.unwrap() else { panic!() };
+    let Submitted::Merged(m) = f
+        .intake
+        .submit(lead("ada@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(m.id, later.id);
-    assert_eq!(event_types(&f.intake, 4).await, ["LeadAccepted", "LeadMerged", "LeadAccepted", "LeadMerged"]);
+    assert_eq!(
+        event_types(&f.intake, 4).await,
+        ["LeadAccepted", "LeadMerged", "LeadAccepted", "LeadMerged"]
+    );
 }
 
 pub async fn retries_with_the_same_key_get_the_original_answer(f: Fixture) {
-    let first = f.intake.submit(lead("grace@example.com"), Some("form-123")).await.unwrap();
+    let first = f
+        .intake
+        .submit(lead("grace@example.com"), Some("form-123"))
+        .await
+        .unwrap();
     f.clock.advance(SignedDuration::from_mins(1));
-    let retry = f.intake.submit(lead("grace@example.com"), Some("form-123")).await.unwrap();
+    let retry = f
+        .intake
+        .submit(lead("grace@example.com"), Some("form-123"))
+        .await
+        .unwrap();
     assert_eq!(retry, first);
-    let conflict = f.intake.submit(lead("other@example.com"), Some("form-123")).await.unwrap_err();
+    let conflict = f
+        .intake
+        .submit(lead("other@example.com"), Some("form-123"))
+        .await
+        .unwrap_err();
     assert!(matches!(conflict, IntakeError::IdempotencyConflict));
     // One lead, one event: the retry changed nothing.
     assert_eq!(event_types(&f.intake, 1).await, ["LeadAccepted"]);
@@ -128,75 +177,173 @@ pub async fn retries_with_the_same_key_get_the_original_answer(f: Fixture) {
 pub async fn malformed_leads_are_refused_and_leave_nothing(f: Fixture) {
     let mut bad = lead("not-an-email");
     bad.contact.phone = "12".into();
-    let IntakeError::Invalid(problems) = f.intake.submit(bad, Some("k")).await.unwrap_err() else { panic!() };
+    let IntakeError::Invalid(problems) = f.intake.submit(bad, Some("k")).await.unwrap_err() else {
+        panic!()
+    };
     let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
     assert!(fields.contains(&"contact.email"), "{fields:?}");
     assert!(fields.contains(&"contact.phone"), "{fields:?}");
     assert_eq!(f.intake.log().count().await.unwrap(), 0);
     // The key was not consumed by the refused request.
-    assert!(matches!(f.intake.submit(lead("ok@example.com"), Some("k")).await.unwrap(), Submitted::Accepted(_)));
+    assert!(matches!(
+        f.intake
+            .submit(lead("ok@example.com"), Some("k"))
+            .await
+            .unwrap(),
+        Submitted::Accepted(_)
+    ));
 }
 
 pub async fn rejections_wait_for_review_and_can_be_reconsidered(f: Fixture) {
     let mut scan = lead("lin@example.com");
     scan.source.source = "event-badge-scan".into();
     scan.contact.company = String::new();
-    let Submitted::Rejected(rejection) = f.intake.submit(scan.clone(), None).await.unwrap() else { panic!() };
+    let Submitted::Rejected(rejection) = f.intake.submit(scan.clone(), None).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(rejection.problems[0].code, "missing_required_field");
     assert_eq!(rejection.problems[0].field, "contact.company");
     let mut blocked = lead("bot@mailinator.com");
     blocked.source.campaign = "spam".into();
-    let Submitted::Rejected(second) = f.intake.submit(blocked, None).await.unwrap() else { panic!() };
+    let Submitted::Rejected(second) = f.intake.submit(blocked, None).await.unwrap() else {
+        panic!()
+    };
 
-    let pending = f.intake.rejections(RejectionState::Pending, "", None, 10).await.unwrap();
-    assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [second.id, rejection.id]);
-    let page = f.intake.rejections(RejectionState::Pending, "", Some(second.id), 10).await.unwrap();
-    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [rejection.id]);
-    let by_source = f.intake.rejections(RejectionState::Pending, "event-badge-scan", None, 10).await.unwrap();
+    let pending = f
+        .intake
+        .rejections(RejectionState::Pending, "", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [second.id, rejection.id]
+    );
+    let page = f
+        .intake
+        .rejections(RejectionState::Pending, "", Some(second.id), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rejection.id]
+    );
+    let by_source = f
+        .intake
+        .rejections(RejectionState::Pending, "event-badge-scan", None, 10)
+        .await
+        .unwrap();
     assert_eq!(by_source.len(), 1);
 
     // Re-evaluating unchanged still fails and stays pending.
-    let (still, lead_made) = f.intake.reconsider(rejection.id, None, ReviewAction::Reevaluate, "").await.unwrap();
+    let (still, lead_made) = f
+        .intake
+        .reconsider(rejection.id, None, ReviewAction::Reevaluate, "")
+        .await
+        .unwrap();
     assert!(lead_made.is_none());
     assert_eq!(still.state, RejectionState::Pending);
 
     // With the correction it becomes a lead.
     scan.contact.company = "Lin Labs".into();
-    let (done, made) = f.intake.reconsider(rejection.id, Some(scan), ReviewAction::Reevaluate, "fixed company").await.unwrap();
-    let Some(Submitted::Accepted(lead)) = made else { panic!("not accepted") };
+    let (done, made) = f
+        .intake
+        .reconsider(
+            rejection.id,
+            Some(scan),
+            ReviewAction::Reevaluate,
+            "fixed company",
+        )
+        .await
+        .unwrap();
+    let Some(Submitted::Accepted(lead)) = made else {
+        panic!("not accepted")
+    };
     assert_eq!(done.state, RejectionState::Accepted);
     assert_eq!(done.lead_id, Some(lead.id));
     assert_eq!(lead.input.contact.company, "Lin Labs");
-    let again = f.intake.reconsider(rejection.id, None, ReviewAction::AcceptAsIs, "").await.unwrap_err();
+    let again = f
+        .intake
+        .reconsider(rejection.id, None, ReviewAction::AcceptAsIs, "")
+        .await
+        .unwrap_err();
     assert!(matches!(again, IntakeError::AlreadyReviewed));
 
-    let (dismissed, none) = f.intake.reconsider(second.id, None, ReviewAction::Dismiss, "spam").await.unwrap();
+    let (dismissed, none) = f
+        .intake
+        .reconsider(second.id, None, ReviewAction::Dismiss, "spam")
+        .await
+        .unwrap();
     assert!(none.is_none());
     assert_eq!(dismissed.state, RejectionState::Dismissed);
-    assert!(f.intake.rejections(RejectionState::Pending, "", None, 10).await.unwrap().is_empty());
-    assert_eq!(event_types(&f.intake, 3).await, ["LeadRejected", "LeadRejected", "LeadAccepted"]);
+    assert!(
+        f.intake
+            .rejections(RejectionState::Pending, "", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        event_types(&f.intake, 3).await,
+        ["LeadRejected", "LeadRejected", "LeadAccepted"]
+    );
 }
 
 pub async fn opt_out_flags_existing_and_future_leads(f: Fixture) {
-    let Submitted::Accepted(before) = f.intake.submit(lead("kim@example.com"), None).await.unwrap() else { panic!() };
-    let opted = f.intake.opt_out(" KIM@example.com", "", "unsubscribe link").await.unwrap();
+    let Submitted::Accepted(before) = f
+        .intake
+        .submit(lead("kim@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let opted = f
+        .intake
+        .opt_out(" KIM@example.com", "", "unsubscribe link")
+        .await
+        .unwrap();
     assert_eq!(opted.lead_ids, [before.id]);
     assert!(opted.newly_suppressed);
     assert!(f.intake.lead(before.id).await.unwrap().do_not_contact);
-    assert!(!f.intake.opt_out("kim@example.com", "", "again").await.unwrap().newly_suppressed);
+    assert!(
+        !f.intake
+            .opt_out("kim@example.com", "", "again")
+            .await
+            .unwrap()
+            .newly_suppressed
+    );
 
     // A later submission (beyond the window) is a new lead, do-not-contact from the start.
     f.clock.advance(SignedDuration::from_hours(24 * 40));
-    let Submitted::Accepted(after) = f.intake.submit(lead("kim@example.com"), None).await.unwrap() else { panic!() };
+    let Submitted::Accepted(after) = f
+        .intake
+        .submit(lead("kim@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     assert!(after.do_not_contact);
     // So is a lead that gave no consent.
     let mut no_consent = lead("lee@example.com");
     no_consent.consent.basis = ConsentBasis::None;
-    let Submitted::Accepted(nc) = f.intake.submit(no_consent, None).await.unwrap() else { panic!() };
+    let Submitted::Accepted(nc) = f.intake.submit(no_consent, None).await.unwrap() else {
+        panic!()
+    };
     assert!(nc.do_not_contact);
-    let IntakeError::Invalid(p) = f.intake.opt_out("nope", "", "").await.unwrap_err() else { panic!() };
+    let IntakeError::Invalid(p) = f.intake.opt_out("nope", "", "").await.unwrap_err() else {
+        panic!()
+    };
     assert_eq!(p[0].field, "email");
-    assert_eq!(event_types(&f.intake, 4).await, ["LeadAccepted", "ContactOptedOut", "LeadAccepted", "LeadAccepted"]);
+    assert_eq!(
+        event_types(&f.intake, 4).await,
+        [
+            "LeadAccepted",
+            "ContactOptedOut",
+            "LeadAccepted",
+            "LeadAccepted"
+        ]
+    );
 }
 
 pub async fn bulk_submit_gives_every_item_its_own_result(f: Fixture) {
@@ -214,25 +361,51 @@ pub async fn bulk_submit_gives_every_item_its_own_result(f: Fixture) {
     items.push((lead("person1@example.com"), None));
     let results = f.intake.submit_many(items).await.unwrap();
     assert_eq!(results.len(), 601);
-    let invalid = results.iter().filter(|r| matches!(r, Err(IntakeError::Invalid(_)))).count();
-    let rejected = results.iter().filter(|r| matches!(r, Ok(Submitted::Rejected(_)))).count();
-    let merged = results.iter().filter(|r| matches!(r, Ok(Submitted::Merged(_)))).count();
-    let accepted = results.iter().filter(|r| matches!(r, Ok(Submitted::Accepted(_)))).count();
+    let invalid = results
+        .iter()
+        .filter(|r| matches!(r, Err(IntakeError::Invalid(_))))
+        .count();
+    let rejected = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Submitted::Rejected(_))))
+        .count();
+    let merged = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Submitted::Merged(_))))
+        .count();
+    let accepted = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Submitted::Accepted(_))))
+        .count();
     assert_eq!((accepted, merged, rejected, invalid), (588, 1, 6, 6));
     assert!(matches!(results[7], Err(IntakeError::Invalid(_))));
     assert_eq!(f.intake.log().count().await.unwrap(), 595);
 }
 
 pub async fn subscribe_streams_intake_events(f: Fixture) {
-    f.intake.submit(lead("sam@example.com"), None).await.unwrap();
+    f.intake
+        .submit(lead("sam@example.com"), None)
+        .await
+        .unwrap();
     event_types(&f.intake, 1).await;
     let stop = CancellationToken::new();
-    let mut stream = f.intake.log().subscribe(SubscribeFrom::default(), stop.clone()).unwrap();
+    let mut stream = f
+        .intake
+        .log()
+        .subscribe(SubscribeFrom::default(), stop.clone())
+        .unwrap();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first.event_type, "LeadAccepted");
     assert_eq!(first.source_service, "intake");
-    f.intake.opt_out("sam@example.com", "", "asked on call").await.unwrap();
-    let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+    f.intake
+        .opt_out("sam@example.com", "", "asked on call")
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(next.event_type, "ContactOptedOut");
     stop.cancel();
     let _ = f.db;
@@ -298,12 +471,16 @@ conformance!(postgres, TestDb::postgres().await);
 /// Concurrent submissions of one new contact make one lead, the rest merge into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_duplicates_make_one_lead_on_postgres() {
-    let Some(test_db) = TestDb::postgres().await else { return };
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
     let f = fixture(test_db).await;
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let intake = f.intake.clone();
-            tokio::spawn(async move { intake.submit(lead("race@example.com"), None).await.unwrap() })
+            tokio::spawn(
+                async move { intake.submit(lead("race@example.com"), None).await.unwrap() },
+            )
         })
         .collect();
     let mut accepted = 0;

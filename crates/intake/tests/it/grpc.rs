@@ -27,20 +27,41 @@ async fn start() -> Running {
         &runtime::config::Defaults::service("intake", 0),
     )
     .unwrap();
-    config.server = ServerConfig { max_message_bytes: 64 * 1024, ..Default::default() };
-    let ctx = ServiceContext { db, config: config.clone(), clock: std::sync::Arc::new(runtime::SystemClock), shutdown: stop.clone() };
+    config.server = ServerConfig {
+        max_message_bytes: 64 * 1024,
+        ..Default::default()
+    };
+    let ctx = ServiceContext {
+        db,
+        config: config.clone(),
+        clock: std::sync::Arc::new(runtime::SystemClock),
+        shutdown: stop.clone(),
+    };
     let mut routes = tonic::service::RoutesBuilder::default();
     let health = IntakeService::start(ctx, &mut routes).await.unwrap();
     let (listener, addr) = testkit::bind_local().await;
     let server_stop = stop.clone();
-    tokio::spawn(async move { runtime::server::serve(listener, routes, health, &config.server, server_stop).await });
-    Running { client: IntakeServiceClient::new(testkit::channel(addr).await), stop, _db: test_db }
+    tokio::spawn(async move {
+        runtime::server::serve(listener, routes, health, &config.server, server_stop).await
+    });
+    Running {
+        client: IntakeServiceClient::new(testkit::channel(addr).await),
+        stop,
+        _db: test_db,
+    }
 }
 
 fn lead(email: &str) -> pb::LeadInput {
     pb::LeadInput {
-        contact: Some(pb::Contact { email: email.into(), name: "Ada".into(), ..Default::default() }),
-        source: Some(pb::SourceContext { source: "website-demo-form".into(), ..Default::default() }),
+        contact: Some(pb::Contact {
+            email: email.into(),
+            name: "Ada".into(),
+            ..Default::default()
+        }),
+        source: Some(pb::SourceContext {
+            source: "website-demo-form".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -52,43 +73,76 @@ async fn malformed_leads_get_invalid_argument_with_field_violations() {
     bad.contact.as_mut().unwrap().phone = "12".into();
     let status = r
         .client
-        .submit_lead(pb::SubmitLeadRequest { lead: Some(bad), idempotency_key: String::new() })
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(bad),
+            idempotency_key: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let details = status.get_error_details();
-    let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    let fields: Vec<_> = details
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
     assert!(fields.contains(&"contact.email".to_owned()), "{fields:?}");
     assert!(fields.contains(&"contact.phone".to_owned()), "{fields:?}");
 
-    let missing = r.client.submit_lead(pb::SubmitLeadRequest::default()).await.unwrap_err();
+    let missing = r
+        .client
+        .submit_lead(pb::SubmitLeadRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
-    let bad_id = r.client.get_lead(pb::GetLeadRequest { lead_id: "x".into() }).await.unwrap_err();
+    let bad_id = r
+        .client
+        .get_lead(pb::GetLeadRequest {
+            lead_id: "x".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(bad_id.code(), Code::InvalidArgument);
     let unknown = r
         .client
-        .get_lead(pb::GetLeadRequest { lead_id: uuid::Uuid::now_v7().to_string() })
+        .get_lead(pb::GetLeadRequest {
+            lead_id: uuid::Uuid::now_v7().to_string(),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     let long_key = r
         .client
-        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead("a@example.com")), idempotency_key: "k".repeat(200) })
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(lead("a@example.com")),
+            idempotency_key: "k".repeat(200),
+        })
         .await
         .unwrap_err();
     assert_eq!(long_key.code(), Code::InvalidArgument);
-    let conflict_first = pb::SubmitLeadRequest { lead: Some(lead("b@example.com")), idempotency_key: "same".into() };
+    let conflict_first = pb::SubmitLeadRequest {
+        lead: Some(lead("b@example.com")),
+        idempotency_key: "same".into(),
+    };
     r.client.submit_lead(conflict_first).await.unwrap();
     let conflict = r
         .client
-        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead("c@example.com")), idempotency_key: "same".into() })
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(lead("c@example.com")),
+            idempotency_key: "same".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(conflict.code(), Code::AlreadyExists);
     let bad_cursor = r
         .client
         .subscribe(pb::SubscribeRequest {
-            from: Some(proto::events::v1::SubscribeFrom { after_cursor: "x".into(), ..Default::default() }),
+            from: Some(proto::events::v1::SubscribeFrom {
+                after_cursor: "x".into(),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap_err();
@@ -101,7 +155,14 @@ async fn oversized_messages_are_refused() {
     let mut r = start().await;
     let mut big = lead("big@example.com");
     big.source.as_mut().unwrap().message = "x".repeat(100 * 1024);
-    let status = r.client.submit_lead(pb::SubmitLeadRequest { lead: Some(big), idempotency_key: String::new() }).await.unwrap_err();
+    let status = r
+        .client
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(big),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     r.stop.cancel();
 }
@@ -110,15 +171,47 @@ async fn oversized_messages_are_refused() {
 async fn bulk_stream_reports_every_item() {
     let mut r = start().await;
     let mut items: Vec<pb::SubmitLeadsRequest> = (0..1000)
-        .map(|n| pb::SubmitLeadsRequest { lead: Some(lead(&format!("p{n}@example.com"))), idempotency_key: String::new() })
+        .map(|n| pb::SubmitLeadsRequest {
+            lead: Some(lead(&format!("p{n}@example.com"))),
+            idempotency_key: String::new(),
+        })
         .collect();
-    items[10].lead.as_mut().unwrap().contact.as_mut().unwrap().email = "broken".into();
+    items[10]
+        .lead
+        .as_mut()
+        .unwrap()
+        .contact
+        .as_mut()
+        .unwrap()
+        .email = "broken".into();
     items[20].lead = None;
-    items[30] = pb::SubmitLeadsRequest { lead: Some(lead("p0@example.com")), idempotency_key: String::new() };
-    let response = r.client.submit_leads(tokio_stream::iter(items)).await.unwrap().into_inner();
+    items[30] = pb::SubmitLeadsRequest {
+        lead: Some(lead("p0@example.com")),
+        idempotency_key: String::new(),
+    };
+    let response = r
+        .client
+        .submit_leads(tokio_stream::iter(items))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(response.results.len(), 1000);
-    assert!(response.results.iter().enumerate().all(|(i, r)| r.index as usize == i));
-    assert_eq!((response.accepted, response.merged, response.rejected, response.invalid), (997, 1, 0, 2));
+    assert!(
+        response
+            .results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.index as usize == i)
+    );
+    assert_eq!(
+        (
+            response.accepted,
+            response.merged,
+            response.rejected,
+            response.invalid
+        ),
+        (997, 1, 0, 2)
+    );
     assert_eq!(response.results[10].outcome(), pb::SubmitOutcome::Invalid);
     assert_eq!(response.results[10].problems[0].field, "contact.email");
     assert_eq!(response.results[20].problems[0].field, "lead");
@@ -133,7 +226,11 @@ async fn bulk_stream_reports_every_item() {
         .into_inner();
     let mut n = 0;
     while n < 998 {
-        let msg = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap().unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert!(msg.event.is_some());
         n += 1;
     }

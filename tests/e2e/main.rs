@@ -1,0 +1,5 @@
+//! End-to-end tests: start the real `fairchance` binary and talk to it over gRPC only, as a
+//! client team would.
+
+mod intake;
+mod support;
