@@ -1,5 +1,6 @@
 //! Intake against real databases: one conformance suite for SQLite and PostgreSQL, run
 //! through the service layer so store, events and idempotency are checked together.
 
+mod binary;
 mod conformance;
 mod grpc;

@@ -1,0 +1,117 @@
+//! `just bench`: fairchance's throughput and latency next to raw baselines measured on the same
+//! machine in the same run, so figures compare as ratios rather than as absolute numbers that
+//! depend on the machine. Prints a table and writes it as JSON.
+//!
+//! Needs the local PostgreSQL (`--postgres`); each run works in a fresh database.
+
+mod intake_bench;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(about = "fairchance benchmarks against same-run raw baselines")]
+pub struct Args {
+    /// PostgreSQL server to create the benchmark database on.
+    #[arg(
+        long,
+        env = "FAIRCHANCE_TEST_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres: String,
+    /// How long each unary measurement runs.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Concurrent unary calls (and raw transactions).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Leads sent in the streaming measurement.
+    #[arg(long, default_value_t = 200_000)]
+    pub stream_leads: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    pub out: PathBuf,
+}
+
+/// One figure next to its baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub baseline_name: String,
+    pub baseline: f64,
+    /// value / baseline (for latencies, a ratio above 1 is slower).
+    pub ratio: f64,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpus: usize,
+    os: String,
+    when: String,
+    postgres: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rows = intake_bench::run(&args).await?;
+    print_table(&rows);
+    let report = Report {
+        machine: Machine {
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            os: std::env::consts::OS.to_owned(),
+            when: jiff_now(),
+            postgres: args
+                .postgres
+                .rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        },
+        rows,
+    };
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("\nwritten to {}", args.out.display());
+    Ok(())
+}
+
+fn jiff_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("unix:{secs}")
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<44} {:>14} {:<10} {:<40} {:>14} {:>7}",
+        "figure", "value", "unit", "baseline", "baseline", "ratio"
+    );
+    for r in rows {
+        println!(
+            "{:<44} {:>14.1} {:<10} {:<40} {:>14.1} {:>7.2}",
+            r.name, r.value, r.unit, r.baseline_name, r.baseline, r.ratio
+        );
+        if !r.note.is_empty() {
+            println!("    {}", r.note);
+        }
+    }
+}
