@@ -34,7 +34,7 @@ fn sample_lead(tag: &str, n: usize) -> LeadInput {
     lead.contact.company = format!("Company {}", n % 97);
     lead.contact.title = "Head of Revenue Operations".into();
     lead.contact.country = "DE".into();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         lead.contact.phone = format!("+49 30 {:07}", 1_000_000 + n % 8_000_000);
     }
     lead.source.source = "website-demo-form".into();
