@@ -2,6 +2,8 @@
 //! one transaction holding the state change, its events and its idempotency record, so a
 //! lead is never half-accepted and never accepted without its event.
 
+use std::collections::{HashMap, HashSet};
+
 use jiff::Timestamp;
 use proto::intake::v1 as pb;
 use runtime::idempotency::{self, Claim};
@@ -24,6 +26,8 @@ use crate::store::Store;
 /// Items of a bulk submit committed together: fewer commits, and a failure of the database
 /// affects at most one chunk.
 const BULK_CHUNK: usize = 256;
+/// Idempotency scope of lead submissions (unary and streamed share it).
+const SUBMIT_SCOPE: &str = "SubmitLead";
 
 /// What intake did with a submission. Stored as the answer to an idempotent retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +65,14 @@ pub enum ReviewAction {
     AcceptAsIs,
     /// Never make it a lead.
     Dismiss,
+}
+
+/// A lead created or merged into, with the event that says so.
+#[derive(Debug)]
+struct Accepted {
+    lead: Lead,
+    merged: bool,
+    event: NewEvent,
 }
 
 /// Outcome of an opt-out.
@@ -120,7 +132,8 @@ impl Intake {
     }
 
     /// Submits many leads; each gets its own result, and a malformed or conflicting item never
-    /// affects the others. Only a storage failure fails the call as a whole.
+    /// affects the others. Only a storage failure fails the call as a whole. Items are
+    /// committed in chunks, each written with a few multi-row statements.
     pub async fn submit_many(
         &self,
         items: Vec<(LeadInput, Option<String>)>,
@@ -132,58 +145,78 @@ impl Intake {
             let chunk: Vec<_> = items.by_ref().take(BULK_CHUNK).collect();
             let now = self.now();
             let mut tx = self.store.db().begin().await?;
-            let mut events = Vec::with_capacity(chunk.len());
-            for (raw, key) in chunk {
-                let result = self
-                    .submit_in(&mut tx, raw, key.as_deref(), &playbook, now, &mut events)
-                    .await;
-                match result {
-                    Err(IntakeError::Storage(e)) => return Err(IntakeError::Storage(e)),
-                    other => results.push(other),
-                }
-            }
+            let (chunk_results, events) = self.submit_chunk(&mut tx, chunk, &playbook, now).await?;
             self.log.append(&mut tx, &events).await?;
             self.log.commit(tx).await?;
+            results.extend(chunk_results);
         }
         Ok(results)
     }
 
-    async fn submit_in(
+    /// One chunk of submissions inside one transaction: validation, idempotency, data-quality
+    /// rules, then every accepted lead written together. Events come back in submission order.
+    async fn submit_chunk(
         &self,
         tx: &mut Tx,
-        raw: LeadInput,
-        key: Option<&str>,
+        chunk: Vec<(LeadInput, Option<String>)>,
         playbook: &IntakePlaybook,
         now: Timestamp,
-        events: &mut Vec<NewEvent>,
-    ) -> Result<Submitted, IntakeError> {
-        let key = key.filter(|k| !k.is_empty());
-        // Fingerprint the request as sent, before normalisation, to tell a retry from reuse.
-        let hash = key.map(|_| {
-            idempotency::request_hash(serde_json::to_string(&raw).unwrap_or_default().as_bytes())
-        });
-        let input = normalize(raw).map_err(IntakeError::Invalid)?;
-        if let (Some(key), Some(hash)) = (key, hash.as_deref()) {
-            match idempotency::claim(tx, "SubmitLead", key, hash, now).await? {
-                Claim::New => {}
-                Claim::Replay(answer) => {
-                    return serde_json::from_slice(&answer).map_err(|e| {
-                        IntakeError::Storage(DbError::Sqlx(sqlx::Error::Decode(Box::new(e))))
-                    });
+    ) -> Result<(Vec<Result<Submitted, IntakeError>>, Vec<NewEvent>), IntakeError> {
+        let mut slots: Vec<Option<Result<Submitted, IntakeError>>> =
+            chunk.iter().map(|_| None).collect();
+        let mut events: Vec<(usize, NewEvent)> = Vec::new();
+        let mut to_accept: Vec<(usize, LeadInput)> = Vec::new();
+        // Keys claimed in this chunk: the answer is stored once the chunk is decided, and a
+        // repeat of the key within the chunk is a retry of the first item.
+        let mut claimed: HashMap<String, (String, usize)> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+
+        for (i, (raw, key)) in chunk.into_iter().enumerate() {
+            let key = key.filter(|k| !k.is_empty());
+            // Fingerprint the request as sent, before normalisation, to tell a retry from reuse.
+            let hash = key.as_ref().map(|_| {
+                idempotency::request_hash(
+                    serde_json::to_string(&raw).unwrap_or_default().as_bytes(),
+                )
+            });
+            let input = match normalize(raw) {
+                Ok(input) => input,
+                Err(problems) => {
+                    slots[i] = Some(Err(IntakeError::Invalid(problems)));
+                    continue;
                 }
-                Claim::Conflict => return Err(IntakeError::IdempotencyConflict),
+            };
+            if let (Some(key), Some(hash)) = (key, hash) {
+                if let Some((first_hash, first)) = claimed.get(&key) {
+                    if *first_hash == hash {
+                        repeats.push((i, *first));
+                    } else {
+                        slots[i] = Some(Err(IntakeError::IdempotencyConflict));
+                    }
+                    continue;
+                }
+                match idempotency::claim(tx, SUBMIT_SCOPE, &key, &hash, now).await? {
+                    Claim::New => {
+                        claimed.insert(key, (hash, i));
+                    }
+                    Claim::Replay(answer) => {
+                        let answer = serde_json::from_slice(&answer).map_err(|e| {
+                            IntakeError::Storage(DbError::Sqlx(sqlx::Error::Decode(Box::new(e))))
+                        })?;
+                        slots[i] = Some(Ok(answer));
+                        continue;
+                    }
+                    Claim::Conflict => {
+                        slots[i] = Some(Err(IntakeError::IdempotencyConflict));
+                        continue;
+                    }
+                }
             }
-        }
-        let problems = quality_problems(&input, playbook);
-        let submitted = if problems.is_empty() {
-            match self
-                .accept_or_merge(tx, input, playbook, now, events)
-                .await?
-            {
-                (lead, true) => Submitted::Merged(lead),
-                (lead, false) => Submitted::Accepted(lead),
+            let problems = quality_problems(&input, playbook);
+            if problems.is_empty() {
+                to_accept.push((i, input));
+                continue;
             }
-        } else {
             let rejection = Rejection {
                 id: RejectionId::new(),
                 input,
@@ -196,80 +229,198 @@ impl Intake {
             let event = pb::LeadRejected {
                 rejection: Some(rejection_to_proto(&rejection)),
             };
-            events.push(NewEvent::new(rejection.id.to_string(), &event, now));
-            Submitted::Rejected(rejection)
-        };
-        if let Some(key) = key {
-            let answer = serde_json::to_vec(&submitted).unwrap_or_default();
-            idempotency::store(tx, "SubmitLead", key, &answer).await?;
+            events.push((i, NewEvent::new(rejection.id.to_string(), &event, now)));
+            slots[i] = Some(Ok(Submitted::Rejected(rejection)));
         }
-        Ok(submitted)
+
+        let (positions, inputs): (Vec<usize>, Vec<LeadInput>) = to_accept.into_iter().unzip();
+        let accepted = self.accept_all(tx, inputs, playbook, now).await?;
+        for (position, accepted) in positions.into_iter().zip(accepted) {
+            events.push((position, accepted.event));
+            slots[position] = Some(Ok(if accepted.merged {
+                Submitted::Merged(accepted.lead)
+            } else {
+                Submitted::Accepted(accepted.lead)
+            }));
+        }
+        for (repeat, first) in repeats {
+            slots[repeat] = Some(match &slots[first] {
+                Some(Ok(answer)) => Ok(answer.clone()),
+                _ => Err(IntakeError::IdempotencyConflict),
+            });
+        }
+        for (key, (_, i)) in &claimed {
+            if let Some(Ok(answer)) = &slots[*i] {
+                let answer = serde_json::to_vec(answer).unwrap_or_default();
+                idempotency::store(tx, SUBMIT_SCOPE, key, &answer).await?;
+            }
+        }
+        events.sort_by_key(|(i, _)| *i);
+        let results = slots
+            .into_iter()
+            .map(|slot| slot.unwrap_or(Err(IntakeError::Invalid(Vec::new()))))
+            .collect();
+        Ok((results, events.into_iter().map(|(_, e)| e).collect()))
     }
 
-    /// Creates a lead, or merges the submission into the contact's lead if that was first
-    /// received within the duplicate window. Returns the lead and whether it was a merge.
-    async fn accept_or_merge(
+    /// Creates a lead for each input, or merges it into its contact's lead if that was first
+    /// received within the duplicate window (several inputs of one contact in one batch: the
+    /// first decides, the rest merge). Results are in input order.
+    async fn accept_all(
         &self,
         tx: &mut Tx,
-        input: LeadInput,
+        inputs: Vec<LeadInput>,
         playbook: &IntakePlaybook,
         now: Timestamp,
-        events: &mut Vec<NewEvent>,
-    ) -> Result<(Lead, bool), IntakeError> {
-        // Validation guarantees a contact channel; without one there is nothing to key on.
-        let Some(contact_key) = ContactKey::of(&input.contact) else {
-            return Err(IntakeError::Invalid(vec![Problem::new(
-                "contact",
-                "no_contact_channel",
-                "give an email or a phone number so someone can reach this lead",
-            )]));
-        };
-        let contact_key = contact_key.as_storage_key();
-        let keys: Vec<String> = suppression_keys(&input.contact)
+    ) -> Result<Vec<Accepted>, IntakeError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Validation guarantees a contact channel, hence a key.
+        let contact_keys: Vec<String> = inputs
             .iter()
-            .map(ContactKey::as_storage_key)
+            .map(|input| {
+                ContactKey::of(&input.contact)
+                    .map(|k| k.as_storage_key())
+                    .unwrap_or_default()
+            })
             .collect();
-        let do_not_contact =
-            input.consent.basis == ConsentBasis::None || Store::is_suppressed(tx, &keys).await?;
+        let all_suppression_keys: Vec<String> = inputs
+            .iter()
+            .flat_map(|input| suppression_keys(&input.contact))
+            .map(|k| k.as_storage_key())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let suppressed = Store::suppressed_among(tx, &all_suppression_keys).await?;
+        let do_not_contact: Vec<bool> = inputs
+            .iter()
+            .map(|input| {
+                input.consent.basis == ConsentBasis::None
+                    || suppression_keys(&input.contact)
+                        .iter()
+                        .any(|k| suppressed.contains(&k.as_storage_key()))
+            })
+            .collect();
 
-        let candidate = LeadId::new();
-        let current = Store::claim_contact(tx, &contact_key, candidate, now).await?;
-        if current.lead_id != candidate {
-            if now.duration_since(current.first_received_at) <= playbook.duplicate_window() {
-                let touch = Touch {
-                    id: Uuid::now_v7(),
-                    received_at: now,
+        // The first input of each contact claims the contact row with a fresh candidate id.
+        let mut claims: Vec<(String, LeadId)> = Vec::new();
+        let mut candidate_of: HashMap<&str, LeadId> = HashMap::new();
+        for key in &contact_keys {
+            if !candidate_of.contains_key(key.as_str()) {
+                let candidate = LeadId::new();
+                candidate_of.insert(key, candidate);
+                claims.push((key.clone(), candidate));
+            }
+        }
+        let current = Store::claim_contacts(tx, &claims, now).await?;
+        // Where each contact's inputs go: a lead created here, or an existing one.
+        let mut target: HashMap<&str, (LeadId, bool)> = HashMap::new();
+        for (key, candidate) in &claims {
+            let row = current.get(key);
+            let existing = match row {
+                Some(row) if row.lead_id != *candidate => Some(row),
+                _ => None,
+            };
+            match existing {
+                Some(row)
+                    if now.duration_since(row.first_received_at) <= playbook.duplicate_window() =>
+                {
+                    target.insert(key, (row.lead_id, false));
+                }
+                Some(_) => {
+                    Store::repoint_contact(tx, key, *candidate, now).await?;
+                    target.insert(key, (*candidate, true));
+                }
+                None => {
+                    target.insert(key, (*candidate, true));
+                }
+            }
+        }
+
+        let mut new_leads: Vec<(Lead, usize)> = Vec::new();
+        let mut touches: Vec<(LeadId, Touch, usize)> = Vec::new();
+        let mut flagged: Vec<LeadId> = Vec::new();
+        let mut created: HashSet<LeadId> = HashSet::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let (lead_id, is_new) = target[contact_keys[i].as_str()];
+            if is_new && created.insert(lead_id) {
+                let lead = Lead {
+                    id: lead_id,
+                    completeness_score: completeness_score(&input, playbook),
+                    icp_tier: icp_tier(&input, playbook),
                     input,
+                    received_at: now,
+                    do_not_contact: do_not_contact[i],
+                    touches: Vec::new(),
                 };
-                Store::insert_touch(tx, current.lead_id, &touch, do_not_contact).await?;
-                let lead = Store::lead_in(tx, current.lead_id)
+                new_leads.push((lead, i));
+            } else {
+                if do_not_contact[i] {
+                    flagged.push(lead_id);
+                }
+                touches.push((
+                    lead_id,
+                    Touch {
+                        id: Uuid::now_v7(),
+                        received_at: now,
+                        input,
+                    },
+                    i,
+                ));
+            }
+        }
+        let rows: Vec<(&Lead, &str)> = new_leads
+            .iter()
+            .map(|(l, i)| (l, contact_keys[*i].as_str()))
+            .collect();
+        Store::insert_leads(tx, &rows).await?;
+        let touch_rows: Vec<(LeadId, &Touch)> = touches.iter().map(|(id, t, _)| (*id, t)).collect();
+        Store::insert_touches(tx, &touch_rows).await?;
+        flagged.sort();
+        flagged.dedup();
+        Store::flag_leads_do_not_contact(tx, &flagged).await?;
+
+        // A merge answers with the lead as it now stands, touches included.
+        let mut merged_leads: HashMap<LeadId, Lead> = HashMap::new();
+        for (lead_id, _, _) in &touches {
+            if !merged_leads.contains_key(lead_id) {
+                let lead = Store::lead_in(tx, *lead_id)
                     .await?
                     .ok_or(IntakeError::LeadNotFound)?;
-                let event = pb::LeadMerged {
-                    lead_id: lead.id.to_string(),
-                    touch: Some(touch_to_proto(&touch)),
-                    do_not_contact: lead.do_not_contact,
-                };
-                events.push(NewEvent::new(lead.id.to_string(), &event, now));
-                return Ok((lead, true));
+                merged_leads.insert(*lead_id, lead);
             }
-            Store::repoint_contact(tx, &contact_key, candidate, now).await?;
         }
-        let lead = Lead {
-            id: candidate,
-            completeness_score: completeness_score(&input, playbook),
-            icp_tier: icp_tier(&input, playbook),
-            input,
-            received_at: now,
-            do_not_contact,
-            touches: Vec::new(),
-        };
-        Store::insert_lead(tx, &lead, &contact_key).await?;
-        let event = pb::LeadAccepted {
-            lead: Some(lead_to_proto(&lead)),
-        };
-        events.push(NewEvent::new(lead.id.to_string(), &event, now));
-        Ok((lead, false))
+        let mut out: Vec<Option<Accepted>> = (0..contact_keys.len()).map(|_| None).collect();
+        for (lead, i) in new_leads {
+            let event = pb::LeadAccepted {
+                lead: Some(lead_to_proto(&lead)),
+            };
+            let event = NewEvent::new(lead.id.to_string(), &event, now);
+            out[i] = Some(Accepted {
+                lead,
+                merged: false,
+                event,
+            });
+        }
+        for (lead_id, touch, i) in touches {
+            let lead = merged_leads
+                .get(&lead_id)
+                .cloned()
+                .ok_or(IntakeError::LeadNotFound)?;
+            let event = pb::LeadMerged {
+                lead_id: lead_id.to_string(),
+                touch: Some(touch_to_proto(&touch)),
+                do_not_contact: lead.do_not_contact,
+            };
+            let event = NewEvent::new(lead_id.to_string(), &event, now);
+            out[i] = Some(Accepted {
+                lead,
+                merged: true,
+                event,
+            });
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// A lead with its touches.
@@ -340,21 +491,19 @@ impl Intake {
                     _ => Vec::new(),
                 };
                 if problems.is_empty() {
-                    let (lead, merged) = self
-                        .accept_or_merge(
-                            &mut tx,
-                            rejection.input.clone(),
-                            &playbook,
-                            now,
-                            &mut events,
-                        )
+                    let mut accepted = self
+                        .accept_all(&mut tx, vec![rejection.input.clone()], &playbook, now)
                         .await?;
+                    let Some(accepted) = accepted.pop() else {
+                        return Err(IntakeError::LeadNotFound);
+                    };
+                    events.push(accepted.event);
                     rejection.state = RejectionState::Accepted;
-                    rejection.lead_id = Some(lead.id);
-                    Some(if merged {
-                        Submitted::Merged(lead)
+                    rejection.lead_id = Some(accepted.lead.id);
+                    Some(if accepted.merged {
+                        Submitted::Merged(accepted.lead)
                     } else {
-                        Submitted::Accepted(lead)
+                        Submitted::Accepted(accepted.lead)
                     })
                 } else {
                     rejection.problems = problems;

@@ -3,7 +3,11 @@
 //! the caller's transaction so state and events commit together.
 
 use jiff::Timestamp;
-use runtime::db::{Db, DbError, Tx, from_micros, to_micros};
+use std::collections::{HashMap, HashSet};
+
+use runtime::db::{
+    Db, DbError, Tx, from_micros, list_placeholders, to_micros, values_placeholders,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -17,6 +21,9 @@ pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
     sqlite: &sqlx::migrate!("migrations/sqlite"),
     postgres: &sqlx::migrate!("migrations/postgres"),
 };
+
+/// Rows per multi-row statement: well under both backends' parameter limits.
+const CHUNK: usize = 256;
 
 /// The lead a contact key currently points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,29 +97,42 @@ impl Store {
         &self.db
     }
 
-    /// Finds the contact's current lead, or makes `candidate` its lead if it has none. On
-    /// PostgreSQL the row stays locked until the transaction ends, so concurrent submissions of
-    /// one contact decide one after the other.
-    pub async fn claim_contact(
+    /// Finds each contact's current lead, or makes the candidate its lead if it has none, in
+    /// one statement. On PostgreSQL the rows stay locked until the transaction ends, so
+    /// concurrent submissions of one contact decide one after the other; keys are locked in
+    /// sorted order so concurrent batches cannot deadlock. Keys must be distinct.
+    pub async fn claim_contacts(
         tx: &mut Tx,
-        key: &str,
-        candidate: LeadId,
+        claims: &[(String, LeadId)],
         now: Timestamp,
-    ) -> Result<ContactRow, DbError> {
-        let row = sqlx::query(
-            "INSERT INTO contacts (contact_key, lead_id, first_received_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (contact_key) DO UPDATE SET contact_key = excluded.contact_key \
-             RETURNING lead_id, first_received_at",
-        )
-        .bind(key)
-        .bind(candidate.to_string())
-        .bind(to_micros(now))
-        .fetch_one(&mut **tx)
-        .await?;
-        Ok(ContactRow {
-            lead_id: parse_id(&row.try_get::<String, _>("lead_id")?)?,
-            first_received_at: from_micros(row.try_get("first_received_at")?),
-        })
+    ) -> Result<HashMap<String, ContactRow>, DbError> {
+        let mut sorted: Vec<&(String, LeadId)> = claims.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut found = HashMap::with_capacity(claims.len());
+        for chunk in sorted.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO contacts (contact_key, lead_id, first_received_at) VALUES {} \
+                 ON CONFLICT (contact_key) DO UPDATE SET contact_key = excluded.contact_key \
+                 RETURNING contact_key, lead_id, first_received_at",
+                values_placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, candidate) in chunk {
+                query = query
+                    .bind(key.as_str())
+                    .bind(candidate.to_string())
+                    .bind(to_micros(now));
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let key: String = row.try_get("contact_key")?;
+                let current = ContactRow {
+                    lead_id: parse_id(&row.try_get::<String, _>("lead_id")?)?,
+                    first_received_at: from_micros(row.try_get("first_received_at")?),
+                };
+                found.insert(key, current);
+            }
+        }
+        Ok(found)
     }
 
     /// Points a contact at a new lead (its previous lead fell outside the duplicate window).
@@ -133,58 +153,76 @@ impl Store {
         Ok(())
     }
 
-    /// Whether any of the keys is on the suppression list.
-    pub async fn is_suppressed(tx: &mut Tx, keys: &[String]) -> Result<bool, DbError> {
-        for key in keys {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM suppressions WHERE contact_key = $1")
-                    .bind(key)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if found.is_some() {
-                return Ok(true);
+    /// Which of the keys are on the suppression list.
+    pub async fn suppressed_among(
+        tx: &mut Tx,
+        keys: &[String],
+    ) -> Result<HashSet<String>, DbError> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(CHUNK * 2) {
+            let sql = format!(
+                "SELECT contact_key FROM suppressions WHERE contact_key IN ({})",
+                list_placeholders(0, chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for key in chunk {
+                query = query.bind(key.as_str());
             }
+            found.extend(query.fetch_all(&mut **tx).await?);
         }
-        Ok(false)
+        Ok(found)
     }
 
-    pub async fn insert_lead(tx: &mut Tx, lead: &Lead, contact_key: &str) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO leads (lead_id, contact_key, email, phone, source, received_at, completeness, icp_tier, \
-             do_not_contact, input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(lead.id.to_string())
-        .bind(contact_key)
-        .bind(lead.input.contact.email.clone())
-        .bind(lead.input.contact.phone.clone())
-        .bind(lead.input.source.source.clone())
-        .bind(to_micros(lead.received_at))
-        .bind(i64::from(lead.completeness_score))
-        .bind(tier_name(lead.icp_tier))
-        .bind(i64::from(lead.do_not_contact))
-        .bind(json(&lead.input)?)
-        .execute(&mut **tx)
-        .await?;
+    /// Inserts new leads, each with its contact key.
+    pub async fn insert_leads(tx: &mut Tx, leads: &[(&Lead, &str)]) -> Result<(), DbError> {
+        for chunk in leads.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO leads (lead_id, contact_key, email, phone, source, received_at, completeness, icp_tier, \
+                 do_not_contact, input) VALUES {}",
+                values_placeholders(chunk.len(), 10)
+            );
+            let mut query = sqlx::query(&sql);
+            for (lead, contact_key) in chunk {
+                query = query
+                    .bind(lead.id.to_string())
+                    .bind(*contact_key)
+                    .bind(lead.input.contact.email.clone())
+                    .bind(lead.input.contact.phone.clone())
+                    .bind(lead.input.source.source.clone())
+                    .bind(to_micros(lead.received_at))
+                    .bind(i64::from(lead.completeness_score))
+                    .bind(tier_name(lead.icp_tier))
+                    .bind(i64::from(lead.do_not_contact))
+                    .bind(json(&lead.input)?);
+            }
+            query.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
-    /// Adds a touch to a lead; a suppressed contact makes the lead do-not-contact.
-    pub async fn insert_touch(
-        tx: &mut Tx,
-        lead: LeadId,
-        touch: &Touch,
-        do_not_contact: bool,
-    ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO touches (touch_id, lead_id, received_at, input) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(touch.id.to_string())
-        .bind(lead.to_string())
-        .bind(to_micros(touch.received_at))
-        .bind(json(&touch.input)?)
-        .execute(&mut **tx)
-        .await?;
-        if do_not_contact {
+    /// Adds touches to their leads.
+    pub async fn insert_touches(tx: &mut Tx, touches: &[(LeadId, &Touch)]) -> Result<(), DbError> {
+        for chunk in touches.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO touches (touch_id, lead_id, received_at, input) VALUES {}",
+                values_placeholders(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (lead, touch) in chunk {
+                query = query
+                    .bind(touch.id.to_string())
+                    .bind(lead.to_string())
+                    .bind(to_micros(touch.received_at))
+                    .bind(json(&touch.input)?);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Flags leads do-not-contact (a touch came from a suppressed or non-consenting contact).
+    pub async fn flag_leads_do_not_contact(tx: &mut Tx, leads: &[LeadId]) -> Result<(), DbError> {
+        for lead in leads {
             sqlx::query("UPDATE leads SET do_not_contact = 1 WHERE lead_id = $1")
                 .bind(lead.to_string())
                 .execute(&mut **tx)

@@ -232,6 +232,35 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+/// `($1,$2),($3,$4),...`: the VALUES of a multi-row statement, `rows` tuples of `cols`.
+/// Multi-row statements keep bulk writes to a few round trips on both backends.
+pub fn values_placeholders(rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(r * cols + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$1,$2,...,$n` starting after `offset` parameters: the list of an `IN (...)`.
+pub fn list_placeholders(offset: usize, n: usize) -> String {
+    (offset + 1..=offset + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Microseconds since the Unix epoch, the storage form of a timestamp.
 pub fn to_micros(ts: jiff::Timestamp) -> i64 {
     ts.as_microsecond()
@@ -268,6 +297,12 @@ mod tests {
             "sqlite://b.db?mode=ro"
         );
         assert!(sqlite_url("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn placeholders_number_every_parameter() {
+        assert_eq!(values_placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(list_placeholders(2, 3), "$3,$4,$5");
     }
 
     #[test]

@@ -166,24 +166,10 @@ impl EventLog {
         let trace = encode_trace_context(&crate::telemetry::current_trace_context());
         // One multi-row INSERT per chunk keeps bulk intake to a few round trips.
         for chunk in events.chunks(100) {
-            let mut sql = String::from(
-                "INSERT INTO event_log (event_id, event_type, aggregate_id, occurred_at, payload, trace_context) VALUES ",
+            let sql = format!(
+                "INSERT INTO event_log (event_id, event_type, aggregate_id, occurred_at, payload, trace_context) VALUES {}",
+                crate::db::values_placeholders(chunk.len(), 6)
             );
-            for i in 0..chunk.len() {
-                let b = i * 6;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
             let mut query = sqlx::query(&sql);
             for e in chunk {
                 query = query

@@ -382,6 +382,26 @@ pub async fn bulk_submit_gives_every_item_its_own_result(f: Fixture) {
     assert_eq!(f.intake.log().count().await.unwrap(), 595);
 }
 
+pub async fn one_batch_with_repeats_decides_like_separate_calls(f: Fixture) {
+    let items = vec![
+        (lead("dup@example.com"), Some("k1".to_owned())),
+        (lead("dup@example.com"), Some("k1".to_owned())),
+        (lead("DUP@example.com"), None),
+        (lead("other@example.com"), Some("k1".to_owned())),
+    ];
+    let results = f.intake.submit_many(items).await.unwrap();
+    let Ok(Submitted::Accepted(first)) = &results[0] else { panic!("{:?}", results[0]) };
+    assert_eq!(results[1].as_ref().unwrap(), &Submitted::Accepted(first.clone()), "a repeated key is a retry");
+    let Ok(Submitted::Merged(merged)) = &results[2] else { panic!("{:?}", results[2]) };
+    assert_eq!(merged.id, first.id);
+    assert_eq!(merged.touches.len(), 1);
+    assert!(matches!(results[3], Err(IntakeError::IdempotencyConflict)));
+    // The stored answer of the key is the first item's.
+    let retry = f.intake.submit(lead("dup@example.com"), Some("k1")).await.unwrap();
+    assert_eq!(retry, Submitted::Accepted(first.clone()));
+    assert_eq!(event_types(&f.intake, 2).await, ["LeadAccepted", "LeadMerged"]);
+}
+
 pub async fn subscribe_streams_intake_events(f: Fixture) {
     f.intake
         .submit(lead("sam@example.com"), None)
@@ -455,6 +475,11 @@ macro_rules! conformance {
             async fn bulk_submit_gives_every_item_its_own_result() {
                 let Some(f) = make().await else { return };
                 super::bulk_submit_gives_every_item_its_own_result(f).await;
+            }
+            #[tokio::test]
+            async fn one_batch_with_repeats_decides_like_separate_calls() {
+                let Some(f) = make().await else { return };
+                super::one_batch_with_repeats_decides_like_separate_calls(f).await;
             }
             #[tokio::test]
             async fn subscribe_streams_intake_events() {
