@@ -15,6 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -86,9 +87,7 @@ pub async fn serve(
     // Binding ourselves (port 0 in tests) bypasses the builder's tcp_nodelay; without it
     // Nagle's algorithm adds ~40 ms to the latency tail.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let layers = ServiceBuilder::new()
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit));
+    let layers = limits(config.concurrency_limit);
 
     let stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
@@ -115,6 +114,12 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// Sheds calls beyond `max_in_flight` at once (RESOURCE_EXHAUSTED) instead of queueing them:
+/// a queue in front of a saturated database only turns overload into timeouts.
+pub fn limits(max_in_flight: usize) -> ServiceBuilder<Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Identity>>> {
+    ServiceBuilder::new().layer(LoadShedLayer::new()).layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
 }
 
 fn request_span(request: &http::Request<()>) -> tracing::Span {
@@ -215,4 +220,40 @@ pub fn shutdown_on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{Service, ServiceExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_beyond_the_limit_are_shed_not_queued() {
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let wait = std::sync::Arc::new(tokio::sync::Mutex::new(Some(wait)));
+        let inner = tower::service_fn(move |_: ()| {
+            let wait = wait.clone();
+            async move {
+                if let Some(wait) = wait.lock().await.take() {
+                    let _ = wait.await;
+                }
+                Ok::<_, Infallible>("done")
+            }
+        });
+        let mut svc = limits(1).service(inner);
+        // The first call holds the only slot.
+        let first = tokio::spawn(svc.clone().oneshot(()));
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let shed = svc.ready().await.unwrap().call(()).await.unwrap_err();
+        assert!(shed.is::<tower::load_shed::error::Overloaded>(), "{shed}");
+        // tonic answers an Overloaded error with RESOURCE_EXHAUSTED.
+        assert_eq!(tonic::Status::from_error(shed).code(), tonic::Code::ResourceExhausted);
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), "done");
+        assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), "done");
+    }
 }
