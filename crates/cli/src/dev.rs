@@ -47,33 +47,15 @@ pub fn main(args: DevArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("fairchance dev: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let mut telemetry = match runtime::telemetry::init(&config.telemetry) {
-            Ok(guard) => guard,
-            Err(error) => {
-                eprintln!("fairchance dev: {error}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-        let code = match serve(args, config).await {
+    let telemetry = config.telemetry.clone();
+    runtime::service::run_process("fairchance dev", &telemetry, async move {
+        match serve(args, config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("fairchance dev: {error:#}");
                 ExitCode::FAILURE
             }
-        };
-        telemetry.shutdown();
-        code
+        }
     })
 }
 

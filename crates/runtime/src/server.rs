@@ -118,8 +118,12 @@ pub async fn serve(
 
 /// Sheds calls beyond `max_in_flight` at once (RESOURCE_EXHAUSTED) instead of queueing them:
 /// a queue in front of a saturated database only turns overload into timeouts.
-pub fn limits(max_in_flight: usize) -> ServiceBuilder<Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Identity>>> {
-    ServiceBuilder::new().layer(LoadShedLayer::new()).layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
+pub fn limits(
+    max_in_flight: usize,
+) -> ServiceBuilder<Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Identity>>> {
+    ServiceBuilder::new()
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
 }
 
 fn request_span(request: &http::Request<()>) -> tracing::Span {
@@ -251,7 +255,10 @@ mod tests {
         let shed = svc.ready().await.unwrap().call(()).await.unwrap_err();
         assert!(shed.is::<tower::load_shed::error::Overloaded>(), "{shed}");
         // tonic answers an Overloaded error with RESOURCE_EXHAUSTED.
-        assert_eq!(tonic::Status::from_error(shed).code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            tonic::Status::from_error(shed).code(),
+            tonic::Code::ResourceExhausted
+        );
         release.send(()).unwrap();
         assert_eq!(first.await.unwrap().unwrap(), "done");
         assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), "done");

@@ -106,29 +106,38 @@ pub fn main<S: ServiceSpec>() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
+    let name = format!("fairchance-{}", S::NAME);
+    let command = cli.command.unwrap_or(Command::Serve);
+    run_process(&name, &config.telemetry.clone(), run::<S>(command, config))
+}
+
+/// Runs `body` on a multi-threaded runtime with telemetry installed, and flushes telemetry
+/// after it; `body` returns the process exit code. `name` prefixes errors on stderr.
+pub fn run_process(
+    name: &str,
+    telemetry: &crate::config::TelemetryConfig,
+    body: impl Future<Output = ExitCode>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(error) => {
-            eprintln!(
-                "fairchance-{}: cannot start the async runtime: {error}",
-                S::NAME
-            );
+            eprintln!("{name}: cannot start the async runtime: {error}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
     runtime.block_on(async move {
-        let mut telemetry = match crate::telemetry::init(&config.telemetry) {
+        let mut guard = match crate::telemetry::init(telemetry) {
             Ok(guard) => guard,
             Err(error) => {
-                eprintln!("fairchance-{}: {error}", S::NAME);
+                eprintln!("{name}: {error}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        let code = run::<S>(cli.command.unwrap_or(Command::Serve), config).await;
-        telemetry.shutdown();
+        let code = body.await;
+        guard.shutdown();
         code
     })
 }

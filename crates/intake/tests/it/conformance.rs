@@ -390,16 +390,31 @@ pub async fn one_batch_with_repeats_decides_like_separate_calls(f: Fixture) {
         (lead("other@example.com"), Some("k1".to_owned())),
     ];
     let results = f.intake.submit_many(items).await.unwrap();
-    let Ok(Submitted::Accepted(first)) = &results[0] else { panic!("{:?}", results[0]) };
-    assert_eq!(results[1].as_ref().unwrap(), &Submitted::Accepted(first.clone()), "a repeated key is a retry");
-    let Ok(Submitted::Merged(merged)) = &results[2] else { panic!("{:?}", results[2]) };
+    let Ok(Submitted::Accepted(first)) = &results[0] else {
+        panic!("{:?}", results[0])
+    };
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &Submitted::Accepted(first.clone()),
+        "a repeated key is a retry"
+    );
+    let Ok(Submitted::Merged(merged)) = &results[2] else {
+        panic!("{:?}", results[2])
+    };
     assert_eq!(merged.id, first.id);
     assert_eq!(merged.touches.len(), 1);
     assert!(matches!(results[3], Err(IntakeError::IdempotencyConflict)));
     // The stored answer of the key is the first item's.
-    let retry = f.intake.submit(lead("dup@example.com"), Some("k1")).await.unwrap();
+    let retry = f
+        .intake
+        .submit(lead("dup@example.com"), Some("k1"))
+        .await
+        .unwrap();
     assert_eq!(retry, Submitted::Accepted(first.clone()));
-    assert_eq!(event_types(&f.intake, 2).await, ["LeadAccepted", "LeadMerged"]);
+    assert_eq!(
+        event_types(&f.intake, 2).await,
+        ["LeadAccepted", "LeadMerged"]
+    );
 }
 
 pub async fn subscribe_streams_intake_events(f: Fixture) {
@@ -431,6 +446,7 @@ pub async fn subscribe_streams_intake_events(f: Fixture) {
     let _ = f.db;
 }
 
+/// Instantiates every scenario above as a test on one backend.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -441,52 +457,17 @@ macro_rules! conformance {
                 Some(fixture(test_db?).await)
             }
 
-            #[tokio::test]
-            async fn accepts_and_preserves_everything() {
-                let Some(f) = make().await else { return };
-                super::accepts_and_preserves_everything(f).await;
-            }
-            #[tokio::test]
-            async fn merges_duplicates_within_the_window_only() {
-                let Some(f) = make().await else { return };
-                super::merges_duplicates_within_the_window_only(f).await;
-            }
-            #[tokio::test]
-            async fn retries_with_the_same_key_get_the_original_answer() {
-                let Some(f) = make().await else { return };
-                super::retries_with_the_same_key_get_the_original_answer(f).await;
-            }
-            #[tokio::test]
-            async fn malformed_leads_are_refused_and_leave_nothing() {
-                let Some(f) = make().await else { return };
-                super::malformed_leads_are_refused_and_leave_nothing(f).await;
-            }
-            #[tokio::test]
-            async fn rejections_wait_for_review_and_can_be_reconsidered() {
-                let Some(f) = make().await else { return };
-                super::rejections_wait_for_review_and_can_be_reconsidered(f).await;
-            }
-            #[tokio::test]
-            async fn opt_out_flags_existing_and_future_leads() {
-                let Some(f) = make().await else { return };
-                super::opt_out_flags_existing_and_future_leads(f).await;
-            }
-            #[tokio::test]
-            async fn bulk_submit_gives_every_item_its_own_result() {
-                let Some(f) = make().await else { return };
-                super::bulk_submit_gives_every_item_its_own_result(f).await;
-            }
-            #[tokio::test]
-            async fn one_batch_with_repeats_decides_like_separate_calls() {
-                let Some(f) = make().await else { return };
-                super::one_batch_with_repeats_decides_like_separate_calls(f).await;
-            }
-            #[tokio::test]
-            async fn subscribe_streams_intake_events() {
-                let Some(f) = make().await else { return };
-                super::subscribe_streams_intake_events(f).await;
-            }
+            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, subscribe_streams_intake_events);
         }
+    };
+    (@tests $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some(f) = make().await else { return };
+                super::$name(f).await;
+            }
+        )*
     };
 }
 

@@ -339,6 +339,7 @@ pub async fn idempotency_replays_and_refuses_reuse(db: Db) {
     tx.rollback().await.unwrap();
 }
 
+/// Instantiates every scenario above as a test on one backend.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -351,49 +352,25 @@ macro_rules! conformance {
                 Some((test_db, db))
             }
 
-            #[tokio::test]
-            async fn appended_events_appear_only_after_commit() {
-                let Some((_guard, db)) = fresh().await else {
-                    return;
-                };
-                super::appended_events_appear_only_after_commit(db).await;
-            }
-
-            #[tokio::test]
-            async fn subscribe_replays_then_tails_live() {
-                let Some((_guard, db)) = fresh().await else {
-                    return;
-                };
-                super::subscribe_replays_then_tails_live(db).await;
-            }
-
-            #[tokio::test]
-            async fn subscribe_filters_types_and_rejects_bad_cursors() {
-                let Some((_guard, db)) = fresh().await else {
-                    return;
-                };
-                super::subscribe_filters_types_and_rejects_bad_cursors(db).await;
-            }
+            conformance!(@one appended_events_appear_only_after_commit, subscribe_replays_then_tails_live,
+                subscribe_filters_types_and_rejects_bad_cursors, idempotency_replays_and_refuses_reuse);
 
             #[tokio::test]
             async fn consumers_take_effect_exactly_once() {
-                let Some((_g1, up)) = fresh().await else {
-                    return;
-                };
-                let Some((_g2, down)) = fresh().await else {
-                    return;
-                };
+                let Some((_g1, up)) = fresh().await else { return };
+                let Some((_g2, down)) = fresh().await else { return };
                 super::consumers_take_effect_exactly_once(up, down).await;
             }
-
-            #[tokio::test]
-            async fn idempotency_replays_and_refuses_reuse() {
-                let Some((_guard, db)) = fresh().await else {
-                    return;
-                };
-                super::idempotency_replays_and_refuses_reuse(db).await;
-            }
         }
+    };
+    (@one $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((_guard, db)) = fresh().await else { return };
+                super::$name(db).await;
+            }
+        )*
     };
 }
 
