@@ -21,7 +21,7 @@ use crate::domain::{
     RejectionState, Touch, suppression_keys,
 };
 use crate::playbook::IntakePlaybook;
-use crate::store::Store;
+use crate::store::{ContactRow, Store};
 
 /// Items of a bulk submit committed together: fewer commits, and a failure of the database
 /// affects at most one chunk.
@@ -285,6 +285,18 @@ impl Intake {
                     .unwrap_or_default()
             })
             .collect();
+        // The first input of each contact claims the contact row with a fresh candidate id.
+        let mut claims: Vec<(String, LeadId)> = Vec::new();
+        let mut candidate_of: HashMap<&str, LeadId> = HashMap::new();
+        for key in &contact_keys {
+            if !candidate_of.contains_key(key.as_str()) {
+                let candidate = LeadId::new();
+                candidate_of.insert(key, candidate);
+                claims.push((key.clone(), candidate));
+            }
+        }
+        let current = Store::claim_contacts(tx, &claims, now).await?;
+        // Suppressions are read only once the contacts are locked (see Store::lock_contacts).
         let all_suppression_keys: Vec<String> = inputs
             .iter()
             .flat_map(|input| suppression_keys(&input.contact))
@@ -303,36 +315,33 @@ impl Intake {
             })
             .collect();
 
-        // The first input of each contact claims the contact row with a fresh candidate id.
-        let mut claims: Vec<(String, LeadId)> = Vec::new();
-        let mut candidate_of: HashMap<&str, LeadId> = HashMap::new();
-        for key in &contact_keys {
-            if !candidate_of.contains_key(key.as_str()) {
-                let candidate = LeadId::new();
-                candidate_of.insert(key, candidate);
-                claims.push((key.clone(), candidate));
-            }
-        }
-        let current = Store::claim_contacts(tx, &claims, now).await?;
         // Where each contact's inputs go: a lead created here, or an existing one.
         let mut target: HashMap<&str, (LeadId, bool)> = HashMap::new();
         for (key, candidate) in &claims {
             let row = current.get(key);
             let existing = match row {
-                Some(row) if row.lead_id != *candidate => Some(row),
+                Some(ContactRow {
+                    lead_id: Some(lead_id),
+                    first_received_at,
+                }) if lead_id != candidate => Some((*lead_id, *first_received_at)),
                 _ => None,
             };
+            // A lead-less row (made by an opt-out) is taken over like a missing one.
+            let unclaimed = matches!(row, Some(ContactRow { lead_id: None, .. }));
             match existing {
-                Some(row)
-                    if now.duration_since(row.first_received_at) <= playbook.duplicate_window() =>
+                Some((lead_id, first_received_at))
+                    if now.duration_since(first_received_at) <= playbook.duplicate_window() =>
                 {
-                    target.insert(key, (row.lead_id, false));
+                    target.insert(key, (lead_id, false));
                 }
                 Some(_) => {
                     Store::repoint_contact(tx, key, *candidate, now).await?;
                     target.insert(key, (*candidate, true));
                 }
                 None => {
+                    if unclaimed {
+                        Store::repoint_contact(tx, key, *candidate, now).await?;
+                    }
                     target.insert(key, (*candidate, true));
                 }
             }
@@ -531,6 +540,7 @@ impl Intake {
             .collect();
         let now = self.now();
         let mut tx = self.store.db().begin().await?;
+        Store::lock_contacts(&mut tx, &keys).await?;
         let newly_suppressed = Store::suppress(&mut tx, &keys, reason, now).await?;
         let lead_ids = Store::flag_do_not_contact(&mut tx, &contact.email, &contact.phone).await?;
         if newly_suppressed {

@@ -25,10 +25,11 @@ pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
 /// Rows per multi-row statement: well under both backends' parameter limits.
 const CHUNK: usize = 256;
 
-/// The lead a contact key currently points at.
+/// The lead a contact key currently points at; `None` for a row an opt-out created for a
+/// contact that has no lead yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactRow {
-    pub lead_id: LeadId,
+    pub lead_id: Option<LeadId>,
     pub first_received_at: Timestamp,
 }
 
@@ -125,14 +126,42 @@ impl Store {
             }
             for row in query.fetch_all(&mut **tx).await? {
                 let key: String = row.try_get("contact_key")?;
+                let lead_id: String = row.try_get("lead_id")?;
                 let current = ContactRow {
-                    lead_id: parse_id(&row.try_get::<String, _>("lead_id")?)?,
+                    lead_id: if lead_id.is_empty() {
+                        None
+                    } else {
+                        Some(parse_id(&lead_id)?)
+                    },
                     first_received_at: from_micros(row.try_get("first_received_at")?),
                 };
                 found.insert(key, current);
             }
         }
         Ok(found)
+    }
+
+    /// Locks the contact rows of `keys` (creating lead-less rows where missing) until the
+    /// transaction ends. An opt-out takes these locks before it records the suppression, and
+    /// a submission takes them before it checks suppressions, so one always sees the other:
+    /// no lead of an opted-out contact slips in unflagged.
+    pub async fn lock_contacts(tx: &mut Tx, keys: &[String]) -> Result<(), DbError> {
+        let mut sorted: Vec<&String> = keys.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for chunk in sorted.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO contacts (contact_key, lead_id, first_received_at) VALUES {} \
+                 ON CONFLICT (contact_key) DO UPDATE SET contact_key = excluded.contact_key",
+                values_placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(key.as_str()).bind("").bind(0_i64);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Points a contact at a new lead (its previous lead fell outside the duplicate window).

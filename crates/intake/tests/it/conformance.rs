@@ -346,6 +346,34 @@ pub async fn opt_out_flags_existing_and_future_leads(f: Fixture) {
     );
 }
 
+pub async fn opt_out_before_the_first_lead_still_applies(f: Fixture) {
+    let opted = f
+        .intake
+        .opt_out("new@example.com", "", "asked at the booth")
+        .await
+        .unwrap();
+    assert!(opted.lead_ids.is_empty());
+    let Submitted::Accepted(first) = f
+        .intake
+        .submit(lead("new@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(first.do_not_contact);
+    // The contact now points at that lead: a duplicate merges into it.
+    let Submitted::Merged(merged) = f
+        .intake
+        .submit(lead("new@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(merged.id, first.id);
+}
+
 pub async fn bulk_submit_gives_every_item_its_own_result(f: Fixture) {
     let mut items = Vec::new();
     for n in 0..600 {
@@ -457,7 +485,7 @@ macro_rules! conformance {
                 Some(fixture(test_db?).await)
             }
 
-            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, subscribe_streams_intake_events);
+            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, opt_out_before_the_first_lead_still_applies, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, subscribe_streams_intake_events);
         }
     };
     (@tests $($name:ident),*) => {
@@ -506,4 +534,28 @@ async fn concurrent_duplicates_make_one_lead_on_postgres() {
     assert_eq!(accepted, 1);
     assert_eq!(ids.len(), 1);
     let _ = Timestamp::now();
+}
+
+/// An opt-out racing the contact's first submission never leaves an unflagged lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opt_out_racing_a_submission_never_leaves_the_lead_contactable() {
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = fixture(test_db).await;
+    for n in 0..20 {
+        let email = format!("racer{n}@example.com");
+        let (a, b) = (f.intake.clone(), f.intake.clone());
+        let (e1, e2) = (email.clone(), email.clone());
+        let submit = tokio::spawn(async move { a.submit(lead(&e1), None).await.unwrap() });
+        let opt_out = tokio::spawn(async move { b.opt_out(&e2, "", "race").await.unwrap() });
+        let Submitted::Accepted(accepted) = submit.await.unwrap() else {
+            panic!("not accepted")
+        };
+        opt_out.await.unwrap();
+        assert!(
+            f.intake.lead(accepted.id).await.unwrap().do_not_contact,
+            "lead of {email} is contactable"
+        );
+    }
 }
