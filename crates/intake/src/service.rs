@@ -285,44 +285,51 @@ impl Intake {
                     .unwrap_or_default()
             })
             .collect();
-        // The first input of each contact claims the contact row with a fresh candidate id.
-        let mut claims: Vec<(String, LeadId)> = Vec::new();
-        let mut candidate_of: HashMap<&str, LeadId> = HashMap::new();
+        let channel_keys: Vec<Vec<String>> = inputs
+            .iter()
+            .map(|input| {
+                suppression_keys(&input.contact)
+                    .iter()
+                    .map(ContactKey::as_storage_key)
+                    .collect()
+            })
+            .collect();
+        // The first input of each contact claims its row with a fresh candidate id; every other
+        // channel of every input is locked too, so an opt-out by any channel is seen.
+        let mut claims: Vec<(String, Option<LeadId>)> = Vec::new();
+        let mut claimed: HashSet<&str> = HashSet::new();
         for key in &contact_keys {
-            if !candidate_of.contains_key(key.as_str()) {
-                let candidate = LeadId::new();
-                candidate_of.insert(key, candidate);
-                claims.push((key.clone(), candidate));
+            if claimed.insert(key) {
+                claims.push((key.clone(), Some(LeadId::new())));
+            }
+        }
+        for key in channel_keys.iter().flatten() {
+            if claimed.insert(key) {
+                claims.push((key.clone(), None));
             }
         }
         let current = Store::claim_contacts(tx, &claims, now).await?;
-        // Suppressions are read only once the contacts are locked (see Store::lock_contacts).
-        let all_suppression_keys: Vec<String> = inputs
-            .iter()
-            .flat_map(|input| suppression_keys(&input.contact))
-            .map(|k| k.as_storage_key())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let suppressed = Store::suppressed_among(tx, &all_suppression_keys).await?;
         let do_not_contact: Vec<bool> = inputs
             .iter()
-            .map(|input| {
+            .zip(&channel_keys)
+            .map(|(input, keys)| {
                 input.consent.basis == ConsentBasis::None
-                    || suppression_keys(&input.contact)
+                    || keys
                         .iter()
-                        .any(|k| suppressed.contains(&k.as_storage_key()))
+                        .any(|k| current.get(k).is_some_and(|row| row.suppressed))
             })
             .collect();
 
         // Where each contact's inputs go: a lead created here, or an existing one.
         let mut target: HashMap<&str, (LeadId, bool)> = HashMap::new();
         for (key, candidate) in &claims {
+            let Some(candidate) = candidate else { continue };
             let row = current.get(key);
             let existing = match row {
                 Some(ContactRow {
                     lead_id: Some(lead_id),
                     first_received_at,
+                    ..
                 }) if lead_id != candidate => Some((*lead_id, *first_received_at)),
                 _ => None,
             };
@@ -540,7 +547,9 @@ impl Intake {
             .collect();
         let now = self.now();
         let mut tx = self.store.db().begin().await?;
-        Store::lock_contacts(&mut tx, &keys).await?;
+        // Mark the contact rows first: it locks them, so a concurrent submission of this
+        // contact either commits before (and is flagged below) or sees the mark.
+        Store::suppress_contacts(&mut tx, &keys).await?;
         let newly_suppressed = Store::suppress(&mut tx, &keys, reason, now).await?;
         let lead_ids = Store::flag_do_not_contact(&mut tx, &contact.email, &contact.phone).await?;
         if newly_suppressed {

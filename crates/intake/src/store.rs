@@ -3,11 +3,9 @@
 //! the caller's transaction so state and events commit together.
 
 use jiff::Timestamp;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use runtime::db::{
-    Db, DbError, Tx, from_micros, list_placeholders, to_micros, values_placeholders,
-};
+use runtime::db::{Db, DbError, Tx, from_micros, to_micros, values_placeholders};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -25,12 +23,14 @@ pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
 /// Rows per multi-row statement: well under both backends' parameter limits.
 const CHUNK: usize = 256;
 
-/// The lead a contact key currently points at; `None` for a row an opt-out created for a
-/// contact that has no lead yet.
+/// A contact key's row: its current lead (`None` when it has none, e.g. a lead's second
+/// channel, or a contact that opted out before its first lead) and its opt-out mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactRow {
     pub lead_id: Option<LeadId>,
     pub first_received_at: Timestamp,
+    /// The contact opted out.
+    pub suppressed: bool,
 }
 
 fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> DbError {
@@ -98,31 +98,38 @@ impl Store {
         &self.db
     }
 
-    /// Finds each contact's current lead, or makes the candidate its lead if it has none, in
-    /// one statement. On PostgreSQL the rows stay locked until the transaction ends, so
-    /// concurrent submissions of one contact decide one after the other; keys are locked in
-    /// sorted order so concurrent batches cannot deadlock. Keys must be distinct.
+    /// Locks the contact rows of `claims` until the transaction ends and returns them, in one
+    /// statement. A key with a candidate lead id becomes that lead's contact if it has no row
+    /// yet; a key without one (a lead's second channel) gets a lead-less row. Keys are locked
+    /// in sorted order so concurrent batches cannot deadlock. Keys must be distinct.
+    ///
+    /// The returned `suppressed` is current even when the call waited for an opt-out holding
+    /// the row: the conflict path returns the latest committed version of the row.
     pub async fn claim_contacts(
         tx: &mut Tx,
-        claims: &[(String, LeadId)],
+        claims: &[(String, Option<LeadId>)],
         now: Timestamp,
     ) -> Result<HashMap<String, ContactRow>, DbError> {
-        let mut sorted: Vec<&(String, LeadId)> = claims.iter().collect();
+        let mut sorted: Vec<&(String, Option<LeadId>)> = claims.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         let mut found = HashMap::with_capacity(claims.len());
         for chunk in sorted.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO contacts (contact_key, lead_id, first_received_at) VALUES {} \
                  ON CONFLICT (contact_key) DO UPDATE SET contact_key = excluded.contact_key \
-                 RETURNING contact_key, lead_id, first_received_at",
+                 RETURNING contact_key, lead_id, first_received_at, suppressed",
                 values_placeholders(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (key, candidate) in chunk {
                 query = query
                     .bind(key.as_str())
-                    .bind(candidate.to_string())
-                    .bind(to_micros(now));
+                    .bind(candidate.map(|id| id.to_string()).unwrap_or_default())
+                    .bind(if candidate.is_some() {
+                        to_micros(now)
+                    } else {
+                        0
+                    });
             }
             for row in query.fetch_all(&mut **tx).await? {
                 let key: String = row.try_get("contact_key")?;
@@ -134,6 +141,7 @@ impl Store {
                         Some(parse_id(&lead_id)?)
                     },
                     first_received_at: from_micros(row.try_get("first_received_at")?),
+                    suppressed: row.try_get::<i64, _>("suppressed")? != 0,
                 };
                 found.insert(key, current);
             }
@@ -141,23 +149,21 @@ impl Store {
         Ok(found)
     }
 
-    /// Locks the contact rows of `keys` (creating lead-less rows where missing) until the
-    /// transaction ends. An opt-out takes these locks before it records the suppression, and
-    /// a submission takes them before it checks suppressions, so one always sees the other:
-    /// no lead of an opted-out contact slips in unflagged.
-    pub async fn lock_contacts(tx: &mut Tx, keys: &[String]) -> Result<(), DbError> {
+    /// Marks contact keys opted out on their (locked) rows, creating lead-less rows where the
+    /// contact has none. Submissions read the mark while holding the same rows.
+    pub async fn suppress_contacts(tx: &mut Tx, keys: &[String]) -> Result<(), DbError> {
         let mut sorted: Vec<&String> = keys.iter().collect();
         sorted.sort();
         sorted.dedup();
         for chunk in sorted.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO contacts (contact_key, lead_id, first_received_at) VALUES {} \
-                 ON CONFLICT (contact_key) DO UPDATE SET contact_key = excluded.contact_key",
-                values_placeholders(chunk.len(), 3)
+                "INSERT INTO contacts (contact_key, lead_id, first_received_at, suppressed) VALUES {} \
+                 ON CONFLICT (contact_key) DO UPDATE SET suppressed = 1",
+                values_placeholders(chunk.len(), 4)
             );
             let mut query = sqlx::query(&sql);
             for key in chunk {
-                query = query.bind(key.as_str()).bind("").bind(0_i64);
+                query = query.bind(key.as_str()).bind("").bind(0_i64).bind(1_i64);
             }
             query.execute(&mut **tx).await?;
         }
@@ -180,26 +186,6 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(())
-    }
-
-    /// Which of the keys are on the suppression list.
-    pub async fn suppressed_among(
-        tx: &mut Tx,
-        keys: &[String],
-    ) -> Result<HashSet<String>, DbError> {
-        let mut found = HashSet::new();
-        for chunk in keys.chunks(CHUNK * 2) {
-            let sql = format!(
-                "SELECT contact_key FROM suppressions WHERE contact_key IN ({})",
-                list_placeholders(0, chunk.len())
-            );
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
-            for key in chunk {
-                query = query.bind(key.as_str());
-            }
-            found.extend(query.fetch_all(&mut **tx).await?);
-        }
-        Ok(found)
     }
 
     /// Inserts new leads, each with its contact key.

@@ -24,15 +24,18 @@ CREATE TABLE touches (
 );
 CREATE INDEX touches_lead ON touches (lead_id, received_at);
 
--- The current lead of each contact (by normalised email, else E.164 phone): the row
--- duplicates are found by, and locked while deciding to merge.
+-- One row per contact key (normalised email, E.164 phone): the contact's current lead (empty
+-- when the contact has none yet) and whether it opted out. Submissions and opt-outs of a
+-- contact lock its rows, so an opt-out and a lead of the same contact are always decided one
+-- after the other and a lead can never miss a committed opt-out.
 CREATE TABLE contacts (
     contact_key       TEXT PRIMARY KEY,
     lead_id           TEXT NOT NULL,
-    first_received_at INTEGER NOT NULL
+    first_received_at INTEGER NOT NULL,
+    suppressed        INTEGER NOT NULL DEFAULT 0
 );
 
--- Opted-out contacts, by email and by phone.
+-- Opt-outs as recorded (why and when), by email and by phone.
 CREATE TABLE suppressions (
     contact_key  TEXT PRIMARY KEY,
     reason       TEXT NOT NULL,

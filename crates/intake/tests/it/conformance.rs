@@ -536,26 +536,37 @@ async fn concurrent_duplicates_make_one_lead_on_postgres() {
     let _ = Timestamp::now();
 }
 
-/// An opt-out racing the contact's first submission never leaves an unflagged lead.
+/// An opt-out racing the contact's first submission never leaves an unflagged lead, whether
+/// it names the channel the lead is keyed by (email) or its other one (phone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn opt_out_racing_a_submission_never_leaves_the_lead_contactable() {
     let Some(test_db) = TestDb::postgres().await else {
         return;
     };
     let f = fixture(test_db).await;
-    for n in 0..20 {
+    for n in 0..40 {
         let email = format!("racer{n}@example.com");
+        let phone = format!("+44 20 7946 0{n:03}");
+        let mut input = lead(&email);
+        input.contact.phone = phone.clone();
         let (a, b) = (f.intake.clone(), f.intake.clone());
-        let (e1, e2) = (email.clone(), email.clone());
-        let submit = tokio::spawn(async move { a.submit(lead(&e1), None).await.unwrap() });
-        let opt_out = tokio::spawn(async move { b.opt_out(&e2, "", "race").await.unwrap() });
+        let by_phone = n % 2 == 1;
+        let (opt_email, opt_phone) = if by_phone {
+            (String::new(), phone)
+        } else {
+            (email.clone(), String::new())
+        };
+        let submit = tokio::spawn(async move { a.submit(input, None).await.unwrap() });
+        let opt_out =
+            tokio::spawn(async move { b.opt_out(&opt_email, &opt_phone, "race").await.unwrap() });
         let Submitted::Accepted(accepted) = submit.await.unwrap() else {
             panic!("not accepted")
         };
         opt_out.await.unwrap();
+        let stored = f.intake.lead(accepted.id).await.unwrap();
         assert!(
-            f.intake.lead(accepted.id).await.unwrap().do_not_contact,
-            "lead of {email} is contactable"
+            stored.do_not_contact,
+            "lead of {email} is contactable (opt-out by phone: {by_phone})"
         );
     }
 }
