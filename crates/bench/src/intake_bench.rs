@@ -24,6 +24,8 @@ use crate::{Args, Row};
 const POOL: u32 = 16;
 /// Concurrent client streams in the streaming measurement.
 const STREAMS: usize = 4;
+/// Alternating rounds of baseline and figure; medians are reported.
+const ROUNDS: usize = 3;
 /// HTTP/2 connections the unary clients share.
 const CHANNELS: usize = 4;
 
@@ -107,11 +109,16 @@ where
 }
 
 /// The raw floor: one lead row and one outbox row per transaction, nothing else.
-async fn raw_unary(pool: PgPool, tasks: usize, duration: Duration) -> anyhow::Result<Measured> {
+async fn raw_unary(
+    pool: PgPool,
+    round: usize,
+    tasks: usize,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
     closed_loop(tasks, duration, move |t, n| {
         let pool = pool.clone();
         async move {
-            let lead = sample_lead(&format!("raw{t}"), n);
+            let lead = sample_lead(&format!("raw{round}-{t}"), n);
             let input = serde_json::to_string(&lead)?;
             let id = uuid::Uuid::now_v7().to_string();
             let mut tx = pool.begin().await?;
@@ -150,7 +157,12 @@ async fn raw_unary(pool: PgPool, tasks: usize, duration: Duration) -> anyhow::Re
 }
 
 /// The raw floor for bulk: multi-row inserts of `batch` leads and outbox rows per transaction.
-async fn raw_batched(pool: PgPool, total: usize, batch: usize) -> anyhow::Result<f64> {
+async fn raw_batched(
+    pool: PgPool,
+    round: usize,
+    total: usize,
+    batch: usize,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let per_stream = total / STREAMS;
     let handles: Vec<_> = (0..STREAMS)
@@ -164,7 +176,7 @@ async fn raw_batched(pool: PgPool, total: usize, batch: usize) -> anyhow::Result
                         "INSERT INTO leads (lead_id, contact_key, email, phone, source, received_at, completeness, \
                          icp_tier, do_not_contact, input) ",
                     );
-                    let rows: Vec<_> = (n..n + size).map(|i| (uuid::Uuid::now_v7().to_string(), sample_lead(&format!("rawb{s}"), i))).collect();
+                    let rows: Vec<_> = (n..n + size).map(|i| (uuid::Uuid::now_v7().to_string(), sample_lead(&format!("rawb{round}-{s}"), i))).collect();
                     let inputs: Vec<String> = rows.iter().map(|(_, l)| serde_json::to_string(l).unwrap_or_default()).collect();
                     leads.push_values(rows.iter().zip(&inputs), |mut b, ((id, lead), input)| {
                         b.push_bind(id)
@@ -207,6 +219,7 @@ async fn raw_batched(pool: PgPool, total: usize, batch: usize) -> anyhow::Result
 
 async fn unary(
     addr: std::net::SocketAddr,
+    round: usize,
     tasks: usize,
     duration: Duration,
 ) -> anyhow::Result<Measured> {
@@ -217,7 +230,7 @@ async fn unary(
     closed_loop(tasks, duration, move |t, n| {
         let mut client = IntakeServiceClient::new(channels[t % CHANNELS].clone());
         async move {
-            let lead = lead_input_to_proto(&sample_lead(&format!("u{t}"), n));
+            let lead = lead_input_to_proto(&sample_lead(&format!("u{round}-{t}"), n));
             let response = client
                 .submit_lead(pb::SubmitLeadRequest {
                     lead: Some(lead),
@@ -236,14 +249,17 @@ async fn unary(
     .await
 }
 
-async fn streaming(addr: std::net::SocketAddr, total: usize) -> anyhow::Result<f64> {
+async fn streaming(addr: std::net::SocketAddr, round: usize, total: usize) -> anyhow::Result<f64> {
     let per_stream = total / STREAMS;
     // Build the requests first: the figure is intake's rate, not the generator's.
     let batches: Vec<Vec<pb::SubmitLeadsRequest>> = (0..STREAMS)
         .map(|s| {
             (0..per_stream)
                 .map(|n| pb::SubmitLeadsRequest {
-                    lead: Some(lead_input_to_proto(&sample_lead(&format!("s{s}"), n))),
+                    lead: Some(lead_input_to_proto(&sample_lead(
+                        &format!("s{round}-{s}"),
+                        n,
+                    ))),
                     idempotency_key: String::new(),
                 })
                 .collect()
@@ -274,6 +290,12 @@ async fn streaming(addr: std::net::SocketAddr, total: usize) -> anyhow::Result<f
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 pub async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
     let name = format!("fc_bench_{}", uuid::Uuid::now_v7().simple());
     let mut admin = PgConnection::connect(&args.postgres)
@@ -302,17 +324,6 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
         .connect(url)
         .await?;
 
-    eprintln!(
-        "raw lead+outbox transactions at {} concurrent for {:?} ...",
-        args.concurrency, args.duration
-    );
-    let raw = raw_unary(raw_pool.clone(), args.concurrency, args.duration).await?;
-    eprintln!(
-        "raw multi-row lead+outbox batches, {} leads ...",
-        args.stream_leads
-    );
-    let raw_bulk = raw_batched(raw_pool.clone(), args.stream_leads, 256).await?;
-
     let stop = CancellationToken::new();
     let mut config = runtime::config::ServiceConfig::load(
         &runtime::config::Sources::default(),
@@ -334,20 +345,47 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
         runtime::server::serve(listener, routes, health, &config.server, server_stop).await
     });
 
-    eprintln!(
-        "intake SubmitLead at {} concurrent for {:?} ...",
-        args.concurrency, args.duration
-    );
-    let unary = unary(addr, args.concurrency, args.duration).await?;
-    eprintln!(
-        "intake SubmitLeads streaming {} leads ...",
-        args.stream_leads
-    );
-    let stream = streaming(addr, args.stream_leads).await?;
+    // Rounds alternate baseline and figure, so drift (table growth, autovacuum, other load)
+    // hits both alike; medians are reported.
+    let (mut raw_runs, mut unary_runs, mut raw_bulk_runs, mut stream_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let r = round + 1;
+        eprintln!(
+            "round {r}/{ROUNDS}: raw lead+outbox transactions, {} concurrent, {:?}",
+            args.concurrency, args.duration
+        );
+        raw_runs.push(raw_unary(raw_pool.clone(), round, args.concurrency, args.duration).await?);
+        eprintln!(
+            "round {r}/{ROUNDS}: intake SubmitLead, {} concurrent, {:?}",
+            args.concurrency, args.duration
+        );
+        unary_runs.push(unary(addr, round, args.concurrency, args.duration).await?);
+        eprintln!(
+            "round {r}/{ROUNDS}: raw multi-row batches, {} leads",
+            args.stream_leads
+        );
+        raw_bulk_runs.push(raw_batched(raw_pool.clone(), round, args.stream_leads, 256).await?);
+        eprintln!(
+            "round {r}/{ROUNDS}: intake SubmitLeads streaming, {} leads",
+            args.stream_leads
+        );
+        stream_runs.push(streaming(addr, round, args.stream_leads).await?);
+    }
     stop.cancel();
     let _ = server.await;
     db.close().await;
     raw_pool.close().await;
+
+    let summarize = |runs: &[Measured]| Measured {
+        rate: median(runs.iter().map(|m| m.rate)),
+        p50_ms: median(runs.iter().map(|m| m.p50_ms)),
+        p99_ms: median(runs.iter().map(|m| m.p99_ms)),
+    };
+    let raw = summarize(&raw_runs);
+    let unary = summarize(&unary_runs);
+    let raw_bulk = median(raw_bulk_runs.into_iter());
+    let stream = median(stream_runs.into_iter());
 
     let c = args.concurrency;
     Ok(vec![

@@ -22,14 +22,14 @@ pub struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub postgres: String,
-    /// How long each unary measurement runs.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long each unary measurement runs (each of 3 rounds).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Concurrent unary calls (and raw transactions).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Leads sent in the streaming measurement.
-    #[arg(long, default_value_t = 200_000)]
+    /// Leads sent in each streaming measurement.
+    #[arg(long, default_value_t = 100_000)]
     pub stream_leads: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/latest.json")]
