@@ -1,6 +1,6 @@
 //! The shared runtime every fairchance service stands on: configuration, telemetry, the gRPC
 //! server bootstrap, storage over SQLite and PostgreSQL, the transactional event log and its
-//! consumers, idempotency records, the injected clock and the playbook file.
+//! consumers, durable timers, idempotency records, the injected clock and the playbook file.
 //!
 //! Written once here so the five services differ only in their domain.
 
@@ -15,6 +15,7 @@ pub mod playbook;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod timers;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use db::{Backend, Db, DbError, Migrations, Tx};

@@ -3,6 +3,7 @@
 mod eventlog;
 mod gapfree;
 mod server;
+mod timers;
 
 use runtime::db::Migrations;
 

@@ -1,0 +1,269 @@
+//! Durable timers: SLA deadlines, follow-up steps, anything that must happen at a time even
+//! if the process that scheduled it is gone.
+//!
+//! Timers are rows, not tasks: one row per (kind, subject), scheduled inside the caller's
+//! transaction. A scheduler claims due rows in batches (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL) under a lease, fires each inside a transaction that also deletes the row, and
+//! sleeps until the next due time or until woken by a newly scheduled one. A replica that dies
+//! mid-batch loses nothing: its lease runs out and another replica claims the rows again; a
+//! fire whose lease was taken over in the meantime is rolled back, so each timer takes effect
+//! once. A timer that came due while every replica was down fires on start.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::consumer::HandlerError;
+use crate::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+
+/// A timer to schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTimer {
+    /// What the timer is for, e.g. `sla_deadline`.
+    pub kind: String,
+    /// What it is about, e.g. a lead id. Scheduling the same kind and subject again replaces it.
+    pub subject: String,
+    pub due_at: Timestamp,
+    pub payload: Vec<u8>,
+}
+
+/// A claimed timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub timer_id: String,
+    pub kind: String,
+    pub subject: String,
+    pub due_at: Timestamp,
+    pub payload: Vec<u8>,
+    /// 1 on the first claim; more when a previous claim's lease ran out.
+    pub attempts: i64,
+}
+
+/// Fires timers: applies their effects inside the transaction that completes them.
+pub trait TimerHandler: Send + Sync {
+    fn fire(
+        &self,
+        tx: &mut Tx,
+        timer: &Timer,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How long a claim lasts before another replica may take the timer over.
+const LEASE: SignedDuration = SignedDuration::from_secs(30);
+/// Timers claimed per query.
+const BATCH: i64 = 256;
+/// Longest sleep without looking: catches timers scheduled by other replicas and expired
+/// leases. Timers scheduled in this process wake the scheduler at once.
+const FALLBACK: Duration = Duration::from_secs(1);
+
+/// The timers of one service's database, claimed as one replica.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    db: Db,
+    replica: String,
+    wake: Arc<watch::Sender<u64>>,
+}
+
+impl Timers {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            replica: Uuid::now_v7().to_string(),
+            wake: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Schedules (or reschedules) a timer inside the caller's transaction. Call [`Timers::wake`]
+    /// after the commit so this replica's scheduler looks again.
+    pub async fn schedule(tx: &mut Tx, timer: &NewTimer) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO timers (timer_id, kind, subject, due_at, payload) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload, \
+             claimed_by = '', claimed_until = 0, attempts = 0",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(timer.kind.as_str())
+        .bind(timer.subject.as_str())
+        .bind(to_micros(timer.due_at))
+        .bind(timer.payload.clone())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Cancels a timer inside the caller's transaction; true if there was one.
+    pub async fn cancel(tx: &mut Tx, kind: &str, subject: &str) -> Result<bool, DbError> {
+        let deleted = sqlx::query("DELETE FROM timers WHERE kind = $1 AND subject = $2")
+            .bind(kind)
+            .bind(subject)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    /// Wakes this replica's scheduler (after committing a newly scheduled timer).
+    pub fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Claims up to `limit` timers due at `now`, earliest first, under a lease.
+    pub async fn claim_due(&self, now: Timestamp, limit: i64) -> Result<Vec<Timer>, DbError> {
+        let lock = match self.db.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            // One writer: nothing to skip.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE timers SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
+             WHERE timer_id IN (SELECT timer_id FROM timers WHERE due_at <= $3 AND claimed_until <= $3 \
+                                ORDER BY due_at LIMIT $4 {lock}) \
+             RETURNING timer_id, kind, subject, due_at, payload, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(self.replica.as_str())
+            .bind(to_micros(now.saturating_add(LEASE).unwrap_or(now)))
+            .bind(to_micros(now))
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut timers = rows
+            .iter()
+            .map(timer_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        timers.sort_by_key(|t| t.due_at);
+        Ok(timers)
+    }
+
+    /// Deletes a fired timer inside the transaction holding its effects; false when this
+    /// replica no longer holds the claim (the lease ran out and another took over, or it was
+    /// rescheduled): the caller must roll back.
+    pub async fn complete(&self, tx: &mut Tx, timer: &Timer) -> Result<bool, DbError> {
+        let deleted = sqlx::query(
+            "DELETE FROM timers WHERE timer_id = $1 AND claimed_by = $2 AND attempts = $3",
+        )
+        .bind(timer.timer_id.as_str())
+        .bind(self.replica.as_str())
+        .bind(timer.attempts)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(deleted == 1)
+    }
+
+    /// Gives back this replica's claims (at shutdown), so others fire them at once.
+    pub async fn release(&self) -> Result<(), DbError> {
+        sqlx::query("UPDATE timers SET claimed_by = '', claimed_until = 0 WHERE claimed_by = $1")
+            .bind(self.replica.as_str())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The earliest due time among unclaimed timers (and claims whose lease ran out).
+    pub async fn next_due(&self, now: Timestamp) -> Result<Option<Timestamp>, DbError> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(due_at) FROM timers WHERE claimed_until <= $1")
+                .bind(to_micros(now))
+                .fetch_one(self.db.reader())
+                .await?;
+        Ok(next.map(from_micros))
+    }
+
+    /// Number of timers, and of those due at `now` (for metrics).
+    pub async fn counts(&self, now: Timestamp) -> Result<(i64, i64), DbError> {
+        let row = sqlx::query("SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN due_at <= $1 THEN 1 ELSE 0 END), 0) AS due FROM timers")
+            .bind(to_micros(now))
+            .fetch_one(self.db.reader())
+            .await?;
+        Ok((row.try_get("total")?, row.try_get("due")?))
+    }
+
+    /// Fires every timer due at `now`, batch by batch; returns how many took effect. A failing
+    /// handler leaves its timer claimed: it is retried when the lease runs out.
+    pub async fn fire_due<H: TimerHandler>(
+        &self,
+        now: Timestamp,
+        handler: &H,
+    ) -> Result<usize, DbError> {
+        let mut fired = 0;
+        loop {
+            let batch = self.claim_due(now, BATCH).await?;
+            let full = batch.len() as i64 == BATCH;
+            for timer in &batch {
+                let mut tx = self.db.begin().await?;
+                if let Err(error) = handler.fire(&mut tx, timer).await {
+                    tracing::warn!(kind = %timer.kind, subject = %timer.subject, %error, "timer failed; retried after its lease");
+                    continue;
+                }
+                if self.complete(&mut tx, timer).await? {
+                    tx.commit().await?;
+                    fired += 1;
+                } else {
+                    tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; effects rolled back");
+                }
+            }
+            if !full {
+                return Ok(fired);
+            }
+        }
+    }
+
+    /// The scheduler: fires due timers, then sleeps until the next due time, a wake-up, or the
+    /// fallback interval. Releases its claims when `stop` is cancelled.
+    pub async fn run<H: TimerHandler>(
+        &self,
+        clock: SharedClock,
+        handler: H,
+        stop: CancellationToken,
+    ) {
+        let mut woken = self.wake.subscribe();
+        loop {
+            woken.borrow_and_update();
+            let now = clock.now();
+            if let Err(error) = self.fire_due(now, &handler).await {
+                tracing::warn!(%error, "firing timers failed; retrying");
+            }
+            let sleep = match self.next_due(clock.now()).await {
+                Ok(Some(due)) => {
+                    let until = clock.now().duration_until(due);
+                    Duration::try_from(until)
+                        .unwrap_or(Duration::ZERO)
+                        .min(FALLBACK)
+                }
+                Ok(None) => FALLBACK,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the next timer failed");
+                    FALLBACK
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = woken.changed() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        if let Err(error) = self.release().await {
+            tracing::warn!(%error, "releasing timer claims failed; they are retried after the lease");
+        }
+    }
+}
+
+fn timer_from_row(row: &AnyRow) -> Result<Timer, DbError> {
+    Ok(Timer {
+        timer_id: row.try_get("timer_id")?,
+        kind: row.try_get("kind")?,
+        subject: row.try_get("subject")?,
+        due_at: from_micros(row.try_get("due_at")?),
+        payload: row.try_get("payload")?,
+        attempts: row.try_get("attempts")?,
+    })
+}

@@ -1,0 +1,254 @@
+//! Durable timers on both backends: due order, rescheduling, exactly-once firing across
+//! concurrent schedulers, crash recovery through leases, and the live scheduler loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use runtime::consumer::HandlerError;
+use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
+use runtime::{Db, ManualClock, Tx};
+use testkit::TestDb;
+use tokio_util::sync::CancellationToken;
+
+fn t0() -> Timestamp {
+    "2026-11-02T09:00:00Z".parse().unwrap()
+}
+
+fn timer(subject: &str, due: Timestamp) -> NewTimer {
+    NewTimer {
+        kind: "sla_deadline".into(),
+        subject: subject.into(),
+        due_at: due,
+        payload: subject.as_bytes().to_vec(),
+    }
+}
+
+async fn schedule(db: &Db, timers: &[NewTimer]) {
+    let mut tx = db.begin().await.unwrap();
+    for t in timers {
+        Timers::schedule(&mut tx, t).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Records each fired timer in the same transaction that completes it.
+struct Record;
+
+impl TimerHandler for Record {
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO fired (subject) VALUES ($1)")
+            .bind(timer.subject.clone())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn fired(db: &Db) -> Vec<String> {
+    sqlx::query_scalar("SELECT subject FROM fired ORDER BY seq")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn prepare(db: &Db) {
+    let ddl = match db.backend() {
+        runtime::Backend::Postgres => {
+            "CREATE TABLE fired (seq BIGSERIAL PRIMARY KEY, subject TEXT NOT NULL)"
+        }
+        runtime::Backend::Sqlite => {
+            "CREATE TABLE fired (seq INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL)"
+        }
+    };
+    sqlx::query(ddl).execute(db.pool()).await.unwrap();
+}
+
+pub async fn due_timers_fire_in_order_once(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let m = SignedDuration::from_mins;
+    schedule(
+        &db,
+        &[
+            timer("c", t0() + m(30)),
+            timer("a", t0() + m(5)),
+            timer("b", t0() + m(10)),
+        ],
+    )
+    .await;
+    assert_eq!(timers.next_due(t0()).await.unwrap(), Some(t0() + m(5)));
+    assert_eq!(timers.fire_due(t0(), &Record).await.unwrap(), 0);
+    assert_eq!(timers.fire_due(t0() + m(10), &Record).await.unwrap(), 2);
+    assert_eq!(fired(&db).await, ["a", "b"]);
+    // Fired timers are gone; firing again does nothing.
+    assert_eq!(timers.fire_due(t0() + m(10), &Record).await.unwrap(), 0);
+    assert_eq!(timers.counts(t0() + m(10)).await.unwrap(), (1, 0));
+    assert_eq!(timers.fire_due(t0() + m(60), &Record).await.unwrap(), 1);
+    assert_eq!(fired(&db).await, ["a", "b", "c"]);
+}
+
+pub async fn rescheduling_replaces_and_cancel_removes(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let m = SignedDuration::from_mins;
+    schedule(&db, &[timer("a", t0() + m(5)), timer("b", t0() + m(5))]).await;
+    // A fresh window for "a" (a reassignment), and "b" activated in time.
+    schedule(&db, &[timer("a", t0() + m(65))]).await;
+    let mut tx = db.begin().await.unwrap();
+    assert!(Timers::cancel(&mut tx, "sla_deadline", "b").await.unwrap());
+    assert!(
+        !Timers::cancel(&mut tx, "sla_deadline", "nope")
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(timers.fire_due(t0() + m(10), &Record).await.unwrap(), 0);
+    assert_eq!(timers.fire_due(t0() + m(70), &Record).await.unwrap(), 1);
+    assert_eq!(fired(&db).await, ["a"]);
+}
+
+pub async fn a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back(db: Db) {
+    prepare(&db).await;
+    let crashed = Timers::new(db.clone());
+    let other = Timers::new(db.clone());
+    schedule(&db, &[timer("a", t0())]).await;
+    // A replica claims the timer and dies before firing it.
+    let claimed = crashed.claim_due(t0(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 1);
+    // Within the lease nobody else takes it.
+    assert_eq!(
+        other
+            .fire_due(t0() + SignedDuration::from_secs(10), &Record)
+            .await
+            .unwrap(),
+        0
+    );
+    // After the lease another replica fires it.
+    assert_eq!(
+        other
+            .fire_due(t0() + SignedDuration::from_secs(31), &Record)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(fired(&db).await, ["a"]);
+    // The first replica, back from the dead, cannot complete it any more.
+    let mut tx = db.begin().await.unwrap();
+    assert!(!crashed.complete(&mut tx, &claimed[0]).await.unwrap());
+    tx.rollback().await.unwrap();
+}
+
+pub async fn released_claims_fire_at_once(db: Db) {
+    prepare(&db).await;
+    let stopping = Timers::new(db.clone());
+    let other = Timers::new(db.clone());
+    schedule(&db, &[timer("a", t0())]).await;
+    assert_eq!(stopping.claim_due(t0(), 10).await.unwrap().len(), 1);
+    stopping.release().await.unwrap();
+    assert_eq!(other.fire_due(t0(), &Record).await.unwrap(), 1);
+}
+
+pub async fn the_scheduler_sleeps_until_due_and_wakes_for_new_timers(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let clock = runtime::SystemClock;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let timers = timers.clone();
+        let stop = stop.clone();
+        async move { timers.run(Arc::new(clock), Record, stop).await }
+    });
+    // Scheduled while the loop is asleep with nothing to do.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    schedule(
+        &db,
+        &[timer(
+            "soon",
+            Timestamp::now() + SignedDuration::from_millis(300),
+        )],
+    )
+    .await;
+    timers.wake();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = fired(&db).await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, ["soon"]);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Instantiates every scenario above as a test on one backend.
+macro_rules! timer_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            async fn fresh() -> Option<(TestDb, Db)> {
+                let test_db: Option<TestDb> = $make;
+                let test_db = test_db?;
+                let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+                Some((test_db, db))
+            }
+
+            timer_suite!(@tests due_timers_fire_in_order_once, rescheduling_replaces_and_cancel_removes,
+                a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back, released_claims_fire_at_once,
+                the_scheduler_sleeps_until_due_and_wakes_for_new_timers);
+        }
+    };
+    (@tests $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((_guard, db)) = fresh().await else { return };
+                super::$name(db).await;
+            }
+        )*
+    };
+}
+
+timer_suite!(sqlite, Some(TestDb::sqlite()));
+timer_suite!(postgres, TestDb::postgres().await);
+
+/// Many schedulers on PostgreSQL share due timers without firing any twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_schedulers_fire_each_timer_exactly_once() {
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+    prepare(&db).await;
+    let total = 2000;
+    let all: Vec<NewTimer> = (0..total)
+        .map(|n| timer(&format!("lead-{n}"), t0()))
+        .collect();
+    for chunk in all.chunks(500) {
+        schedule(&db, chunk).await;
+    }
+    let clock = ManualClock::new(t0() + SignedDuration::from_mins(1));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let timers = Timers::new(db.clone());
+            let now = runtime::Clock::now(&clock);
+            tokio::spawn(async move { timers.fire_due(now, &Record).await.unwrap() })
+        })
+        .collect();
+    let mut fired_total = 0;
+    for w in workers {
+        fired_total += w.await.unwrap();
+    }
+    assert_eq!(fired_total, total);
+    let subjects = fired(&db).await;
+    let unique: std::collections::HashSet<_> = subjects.iter().collect();
+    assert_eq!(subjects.len(), total);
+    assert_eq!(unique.len(), total);
+}
