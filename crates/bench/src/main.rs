@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(|n| n.get())
                 .unwrap_or(1),
             os: std::env::consts::OS.to_owned(),
-            when: jiff_now(),
+            when: jiff::Timestamp::now().to_string(),
             postgres: args
                 .postgres
                 .rsplit('@')
@@ -90,14 +90,6 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("\nwritten to {}", args.out.display());
     Ok(())
-}
-
-fn jiff_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("unix:{secs}")
 }
 
 fn print_table(rows: &[Row]) {
