@@ -20,8 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Args, Row};
 
-/// Connections the service and the raw baseline each get.
-const POOL: u32 = 16;
 /// Concurrent client streams in the streaming measurement.
 const STREAMS: usize = 4;
 /// Alternating rounds of baseline and figure; medians are reported.
@@ -317,10 +315,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
 }
 
 async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
-    let db = Db::connect(url, POOL).await?;
+    let db = Db::connect(url, args.pool).await?;
     db.migrate(IntakeService::migrations()).await?;
     let raw_pool = PgPoolOptions::new()
-        .max_connections(POOL)
+        .max_connections(args.pool)
         .connect(url)
         .await?;
 

@@ -31,6 +31,9 @@ pub struct Args {
     /// Leads sent in each streaming measurement.
     #[arg(long, default_value_t = 100_000)]
     pub stream_leads: usize,
+    /// Database connections the service and the raw baseline each get.
+    #[arg(long, default_value_t = 16)]
+    pub pool: u32,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
