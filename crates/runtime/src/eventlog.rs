@@ -258,26 +258,49 @@ impl EventLog {
         from: SubscribeFrom,
         shutdown: CancellationToken,
     ) -> Result<ReceiverStream<Result<Event, tonic::Status>>, tonic::Status> {
-        let cursor: Cursor = from.after_cursor.parse().map_err(|e: BadCursor| {
-            crate::grpc::invalid_argument([("from.after_cursor", e.to_string())])
-        })?;
+        let cursor = parse_cursor("from.after_cursor", &from.after_cursor)?;
+        let types = from.event_types;
+        let service = self.service;
+        Ok(
+            self.stream(cursor, from.replay_only, shutdown, move |event| {
+                let wanted = types.is_empty() || types.iter().any(|t| t == event.short_type());
+                wanted.then(|| event.to_proto(service))
+            }),
+        )
+    }
+
+    /// Like [`EventLog::subscribe`], with each event turned into a message of the caller's
+    /// by `map`; events it maps to `None` are skipped (the cursor still moves past them).
+    /// Services build their own typed, filtered streams on it.
+    pub fn stream<T, F>(
+        &self,
+        after: Cursor,
+        replay_only: bool,
+        shutdown: CancellationToken,
+        map: F,
+    ) -> ReceiverStream<Result<T, tonic::Status>>
+    where
+        T: Send + 'static,
+        F: Fn(&StoredEvent) -> Option<T> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(256);
         let log = self.clone();
         tokio::spawn(async move {
-            log.pump(cursor, from.event_types, from.replay_only, tx, shutdown)
-                .await;
+            log.pump(after, replay_only, map, tx, shutdown).await;
         });
-        Ok(ReceiverStream::new(rx))
+        ReceiverStream::new(rx)
     }
 
-    async fn pump(
+    async fn pump<T, F>(
         &self,
         mut cursor: Cursor,
-        types: Vec<String>,
         replay_only: bool,
-        tx: mpsc::Sender<Result<Event, tonic::Status>>,
+        map: F,
+        tx: mpsc::Sender<Result<T, tonic::Status>>,
         shutdown: CancellationToken,
-    ) {
+    ) where
+        F: Fn(&StoredEvent) -> Option<T>,
+    {
         let mut woken = self.wake.subscribe();
         loop {
             // Mark the wake-up seen before reading, so a commit during the read is not missed.
@@ -297,11 +320,9 @@ impl EventLog {
             let full = batch.len() as i64 == BATCH;
             for event in batch {
                 cursor = event.cursor;
-                if !types.is_empty() && !types.iter().any(|t| t == event.short_type()) {
-                    continue;
-                }
+                let Some(item) = map(&event) else { continue };
                 tokio::select! {
-                    sent = tx.send(Ok(event.to_proto(self.service))) => if sent.is_err() { return },
+                    sent = tx.send(Ok(item)) => if sent.is_err() { return },
                     _ = shutdown.cancelled() => return,
                 }
             }
@@ -359,6 +380,12 @@ impl EventLog {
             }
         }
     }
+}
+
+/// Parses a cursor from a request, naming the field when it is not one of ours.
+pub fn parse_cursor(field: &str, text: &str) -> Result<Cursor, tonic::Status> {
+    text.parse()
+        .map_err(|e: BadCursor| crate::grpc::invalid_argument([(field, e.to_string())]))
 }
 
 fn encode_trace_context(ctx: &BTreeMap<String, String>) -> String {
