@@ -24,6 +24,10 @@ pub trait EventHandler: Send + Sync {
         tx: &mut Tx,
         event: &Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called after the transaction that applied the effects committed: the place to wake
+    /// this process's own subscribers and schedulers.
+    fn after_commit(&self) {}
 }
 
 /// The cursor a consumer has committed, empty before its first event.
@@ -66,6 +70,7 @@ pub async fn apply<H: EventHandler>(
     handler.handle(&mut tx, event).await?;
     save_cursor(&mut tx, consumer, &event.cursor, jiff::Timestamp::now()).await?;
     tx.commit().await.map_err(DbError::from)?;
+    handler.after_commit();
     Ok(())
 }
 

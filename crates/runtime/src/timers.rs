@@ -54,6 +54,10 @@ pub trait TimerHandler: Send + Sync {
         tx: &mut Tx,
         timer: &Timer,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called after the transaction that applied the effects committed: the place to wake
+    /// this process's own subscribers and schedulers.
+    fn after_commit(&self) {}
 }
 
 /// How long a claim lasts before another replica may take the timer over.
@@ -143,9 +147,9 @@ impl Timers {
         Ok(timers)
     }
 
-    /// Deletes a fired timer inside the transaction holding its effects; false when this
-    /// replica no longer holds the claim (the lease ran out and another took over, or it was
-    /// rescheduled): the caller must roll back.
+    /// Deletes a claimed timer inside the transaction that will hold its effects; false when
+    /// this replica no longer holds the claim (the lease ran out and another took over, or it
+    /// was rescheduled): the caller must then do nothing and roll back.
     pub async fn complete(&self, tx: &mut Tx, timer: &Timer) -> Result<bool, DbError> {
         let deleted = sqlx::query(
             "DELETE FROM timers WHERE timer_id = $1 AND claimed_by = $2 AND attempts = $3",
@@ -200,16 +204,20 @@ impl Timers {
             let full = batch.len() as i64 == BATCH;
             for timer in &batch {
                 let mut tx = self.db.begin().await?;
+                // Completing first takes the row (fenced by the claim) before any effect, so a
+                // replica that lost its claim does nothing, and the handler is free to schedule
+                // the same timer again (a fresh window).
+                if !self.complete(&mut tx, timer).await? {
+                    tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
+                    continue;
+                }
                 if let Err(error) = handler.fire(&mut tx, timer).await {
                     tracing::warn!(kind = %timer.kind, subject = %timer.subject, %error, "timer failed; retried after its lease");
                     continue;
                 }
-                if self.complete(&mut tx, timer).await? {
-                    tx.commit().await?;
-                    fired += 1;
-                } else {
-                    tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; effects rolled back");
-                }
+                tx.commit().await?;
+                handler.after_commit();
+                fired += 1;
             }
             if !full {
                 return Ok(fired);

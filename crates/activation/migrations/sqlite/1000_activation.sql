@@ -1,0 +1,37 @@
+-- One row per lead that reached activation. The indexed columns are what queues and capacity
+-- are read by; `record` (JSON) holds the rest: facts, plan, history. `context` is the
+-- encoded context packet (protobuf) the owner works from.
+CREATE TABLE activations (
+    lead_id     TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    team_id     TEXT NOT NULL,
+    owner_id    TEXT NOT NULL,
+    deadline    INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    record      TEXT NOT NULL,
+    context     BLOB NOT NULL
+);
+-- An owner's queue by deadline, and open-lead counts for capacity.
+CREATE INDEX activations_owner_queue ON activations (owner_id, state, deadline);
+
+-- Run-time facts about owners (the playbook holds the rest).
+CREATE TABLE owner_availability (
+    owner_id          TEXT PRIMARY KEY,
+    unavailable_until INTEGER NOT NULL,
+    reason            TEXT NOT NULL
+);
+
+-- Smooth weighted round-robin state per team (JSON: owner id -> current value). Locked while
+-- a lead of the team is assigned, so concurrent assignments take turns.
+CREATE TABLE round_robin (
+    team_id TEXT PRIMARY KEY,
+    weights TEXT NOT NULL
+);
+
+-- Account domains added at run time; they win over the playbook's for the same domain.
+CREATE TABLE account_domains (
+    domain     TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    owner_id   TEXT NOT NULL
+);

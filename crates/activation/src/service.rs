@@ -1,0 +1,759 @@
+//! Activation's use cases, each one transaction holding the state change, its timers and its
+//! events: take a lead from intake's stream, assign it (or queue it and alert at once),
+//! record the first action, breach at the deadline (escalate, reassign, or hand to the
+//! manager), and the run-time facts owners and accounts change.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use prost::{Message, Name};
+use proto::activation::v1 as pb;
+use proto::events::v1::Event;
+use proto::intake::v1 as ipb;
+use runtime::consumer::{EventHandler, HandlerError};
+use runtime::playbook::Playbook;
+use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
+use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
+use uuid::Uuid;
+
+use crate::convert::{
+    activation_to_proto, cause_to_proto, channel_to_proto, duration_to_proto, waiting_to_proto,
+};
+use crate::domain::assign::{PickContext, Unassignable, assign};
+use crate::domain::breach::{
+    BreachCause, BreachFacts, Escalation, breach_cause, escalation_manager, on_breach,
+};
+use crate::domain::first_action::{
+    FirstAction, Irrelevant, SlaClock, check_first_action, plan_first_action,
+};
+use crate::domain::routing::{Route, RouteReason, route};
+use crate::domain::sla::{deadline, sla_policy};
+use crate::domain::{LeadFacts, OwnerId, TeamId};
+use crate::intake_events::{BadEvent, from_accepted, touch_line};
+use crate::playbook::ActivationPlaybook;
+use crate::record::{ActivationRecord, State};
+use crate::store::Store;
+
+/// Timer kind of a lead's SLA deadline.
+pub const SLA_TIMER: &str = "sla_deadline";
+/// Timer kind of a queued lead's next assignment attempt.
+pub const RETRY_TIMER: &str = "assign_retry";
+/// How often a queued lead is offered to its team again.
+const RETRY_EVERY: SignedDuration = SignedDuration::from_mins(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("no activation for this lead")]
+    NotFound,
+    #[error("the first action does not activate the lead: {0}")]
+    Irrelevant(#[from] Irrelevant),
+    #[error("the lead is {0}, not waiting for a first action")]
+    NotOpen(&'static str),
+    #[error("unknown owner {0:?}: not in the playbook")]
+    UnknownOwner(String),
+    #[error("unusable intake event: {0}")]
+    BadEvent(#[from] BadEvent),
+    #[error(transparent)]
+    Storage(#[from] DbError),
+}
+
+/// Activation's application service.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    store: Store,
+    log: EventLog,
+    timers: Timers,
+    playbook: Playbook<ActivationPlaybook>,
+    clock: SharedClock,
+}
+
+/// Builds an event from the activation as it stands after the change.
+type MakeEvent = Box<dyn Fn(pb::Activation) -> NewEvent + Send>;
+
+/// Events of one change, in order; each gets the final snapshot when the change is saved.
+#[derive(Default)]
+struct Emitted(Vec<MakeEvent>);
+
+impl Activation {
+    pub fn new(
+        store: Store,
+        log: EventLog,
+        timers: Timers,
+        playbook: Playbook<ActivationPlaybook>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            timers,
+            playbook,
+            clock,
+        }
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    pub fn playbook(&self) -> Arc<ActivationPlaybook> {
+        self.playbook.current()
+    }
+
+    fn now(&self) -> Timestamp {
+        let now = self.clock.now();
+        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+    }
+
+    fn backend(&self) -> runtime::Backend {
+        self.store.db().backend()
+    }
+
+    /// Wakes this process's subscribers and timer scheduler after a commit.
+    fn wake(&self) {
+        self.log.wake();
+        self.timers.wake();
+    }
+
+    /// Saves a record, appends its events (each built from the final snapshot) and keeps its
+    /// SLA timer in step with its state.
+    async fn persist(
+        &self,
+        tx: &mut Tx,
+        record: &ActivationRecord,
+        context: &[u8],
+        events: Emitted,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        Store::save(tx, record, context).await?;
+        let subject = record.lead.to_string();
+        if record.state.is_open() {
+            let timer = NewTimer {
+                kind: SLA_TIMER.into(),
+                subject: subject.clone(),
+                due_at: record.deadline,
+                payload: Vec::new(),
+            };
+            Timers::schedule(tx, &timer).await?;
+        } else {
+            Timers::cancel(tx, SLA_TIMER, &subject).await?;
+        }
+        if record.state != State::Queued {
+            Timers::cancel(tx, RETRY_TIMER, &subject).await?;
+        }
+        let snapshot = activation_to_proto(record, context, now);
+        let events: Vec<NewEvent> = events
+            .0
+            .into_iter()
+            .map(|make| make(snapshot.clone()))
+            .collect();
+        self.log.append(tx, &events).await
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Intake's events
+    // -----------------------------------------------------------------------------------
+
+    /// Applies one of intake's events inside the consumer's transaction.
+    pub async fn apply_intake_event(
+        &self,
+        tx: &mut Tx,
+        event: &Event,
+    ) -> Result<(), ActivationError> {
+        let Some(payload) = &event.payload else {
+            return Ok(());
+        };
+        let name = payload.type_url.rsplit('/').next().unwrap_or_default();
+        let now = self.now();
+        if name == ipb::LeadAccepted::full_name() {
+            let accepted = ipb::LeadAccepted::decode(payload.value.as_slice())
+                .map_err(|_| BadEvent::MissingLead)?;
+            let (facts, packet) = from_accepted(&accepted)?;
+            self.accept(tx, facts, packet, now).await
+        } else if name == ipb::LeadMerged::full_name() {
+            let merged = ipb::LeadMerged::decode(payload.value.as_slice())
+                .map_err(|_| BadEvent::MissingLead)?;
+            self.merged(tx, &merged, now).await
+        } else if name == ipb::ContactOptedOut::full_name() {
+            let opted = ipb::ContactOptedOut::decode(payload.value.as_slice())
+                .map_err(|_| BadEvent::MissingLead)?;
+            self.opted_out(tx, &opted, now).await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn accept(
+        &self,
+        tx: &mut Tx,
+        facts: LeadFacts,
+        packet: pb::ContextPacket,
+        now: Timestamp,
+    ) -> Result<(), ActivationError> {
+        if Store::load_for_update(tx, self.backend(), facts.lead)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let playbook = self.playbook.current();
+        let accounts = Store::accounts(tx).await?;
+        let route = route(&facts, &playbook, &accounts);
+        let policy = sla_policy(&facts, &playbook);
+        let due = match playbook.team(&route.team) {
+            Some(team) => deadline(now, policy, team.calendar()),
+            None => now + policy.window().wall_clock(),
+        };
+        let mut record = ActivationRecord {
+            lead: facts.lead,
+            state: State::Queued,
+            team: route.team.clone(),
+            owner: None,
+            routed_by: routed_by(&route.reason),
+            sla_policy: policy.name().to_owned(),
+            received_at: now,
+            window_started_at: now,
+            assigned_at: None,
+            deadline: due,
+            waiting_cause: None,
+            breaches: 0,
+            reassignments: 0,
+            previous_owners: Vec::new(),
+            activated_at: None,
+            within_sla: false,
+            time_to_activation: None,
+            plan: plan_first_action(&facts, &playbook),
+            facts,
+        };
+        let context = packet.encode_to_vec();
+        let mut events = Emitted::default();
+        if !record.facts.is_contactable() {
+            record.state = State::DoNotContact;
+            self.persist(tx, &record, &context, events, now).await?;
+            return Ok(());
+        }
+        match self
+            .pick(tx, &playbook, &route, &record.previous_owners, now)
+            .await?
+        {
+            Ok(owner) => {
+                record.state = State::Assigned;
+                record.owner = Some(owner);
+                record.assigned_at = Some(now);
+            }
+            Err(cause) => {
+                record.waiting_cause = Some(cause);
+                // Nobody can take it: alert now rather than let it wait silently.
+                let manager = escalation_manager(&playbook, None, &record.team).cloned();
+                events.0.push(escalation(
+                    &record,
+                    manager,
+                    BreachCause::from(cause),
+                    false,
+                ));
+                self.schedule_retry(tx, &record, now).await?;
+            }
+        }
+        events.0.push(Box::new(move |a| assigned_event(a, now)));
+        self.persist(tx, &record, &context, events, now).await?;
+        Ok(())
+    }
+
+    async fn merged(
+        &self,
+        tx: &mut Tx,
+        merged: &ipb::LeadMerged,
+        now: Timestamp,
+    ) -> Result<(), ActivationError> {
+        let Ok(lead) = merged.lead_id.parse::<Uuid>() else {
+            return Ok(());
+        };
+        let Some((mut record, context)) = Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        let mut packet = pb::ContextPacket::decode(context.as_slice()).unwrap_or_default();
+        if let Some(touch) = &merged.touch {
+            packet.touches.push(touch_line(touch));
+        }
+        if merged.do_not_contact && record.state.is_open() {
+            record.state = State::DoNotContact;
+        }
+        let mut events = Emitted::default();
+        // A re-engagement goes back to whoever holds the lead, with the new context.
+        if record.owner.is_some() && record.state != State::DoNotContact {
+            events.0.push(Box::new(move |a| assigned_event(a, now)));
+        }
+        self.persist(tx, &record, &packet.encode_to_vec(), events, now)
+            .await?;
+        Ok(())
+    }
+
+    async fn opted_out(
+        &self,
+        tx: &mut Tx,
+        opted: &ipb::ContactOptedOut,
+        now: Timestamp,
+    ) -> Result<(), ActivationError> {
+        for id in &opted.lead_ids {
+            let Ok(lead) = id.parse::<Uuid>() else {
+                continue;
+            };
+            let Some((mut record, context)) =
+                Store::load_for_update(tx, self.backend(), lead).await?
+            else {
+                continue;
+            };
+            if record.state.is_open() {
+                record.state = State::DoNotContact;
+                self.persist(tx, &record, &context, Emitted::default(), now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Picks an owner in the route's team (the account owner first), keeping the rotation.
+    async fn pick(
+        &self,
+        tx: &mut Tx,
+        playbook: &ActivationPlaybook,
+        route: &Route,
+        tried: &[OwnerId],
+        now: Timestamp,
+    ) -> Result<Result<OwnerId, Unassignable>, DbError> {
+        let members: Vec<OwnerId> = playbook
+            .team_owners(&route.team)
+            .map(|o| o.id().clone())
+            .collect();
+        let mut candidates = members.clone();
+        if let Some(owner) = &route.owner
+            && !candidates.contains(owner)
+        {
+            candidates.push(owner.clone());
+        }
+        let states = Store::owner_states(tx, &candidates).await?;
+        let rotation = Store::round_robin(tx, &route.team).await?;
+        let ctx = PickContext {
+            now,
+            states: &states,
+            tried,
+        };
+        Ok(match assign(playbook, route, &ctx, &rotation) {
+            Ok(pick) => {
+                if pick.round_robin != rotation {
+                    Store::save_round_robin(tx, &route.team, &pick.round_robin).await?;
+                }
+                Ok(pick.owner)
+            }
+            Err(cause) => Err(cause),
+        })
+    }
+
+    async fn schedule_retry(
+        &self,
+        tx: &mut Tx,
+        record: &ActivationRecord,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let timer = NewTimer {
+            kind: RETRY_TIMER.into(),
+            subject: record.lead.to_string(),
+            due_at: now + RETRY_EVERY,
+            payload: Vec::new(),
+        };
+        Timers::schedule(tx, &timer).await
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Timers
+    // -----------------------------------------------------------------------------------
+
+    /// A queued lead is offered to its team again; the time it waited counts against its SLA.
+    async fn retry(&self, tx: &mut Tx, lead: Uuid, now: Timestamp) -> Result<(), ActivationError> {
+        let Some((mut record, context)) = Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        if record.state != State::Queued {
+            return Ok(());
+        }
+        let playbook = self.playbook.current();
+        let route = Route {
+            team: record.team.clone(),
+            owner: None,
+            reason: RouteReason::Default,
+        };
+        let mut events = Emitted::default();
+        match self
+            .pick(tx, &playbook, &route, &record.previous_owners, now)
+            .await?
+        {
+            Ok(owner) => {
+                record.state = State::Assigned;
+                record.owner = Some(owner);
+                record.assigned_at = Some(now);
+                events.0.push(Box::new(move |a| assigned_event(a, now)));
+            }
+            Err(cause) => {
+                record.waiting_cause = Some(cause);
+                if now + RETRY_EVERY < record.deadline {
+                    self.schedule_retry(tx, &record, now).await?;
+                }
+            }
+        }
+        self.persist(tx, &record, &context, events, now).await?;
+        Ok(())
+    }
+
+    /// The deadline passed without activation: a system incident. Records the breach and its
+    /// cause, alerts the manager, and reassigns with a fresh window until the playbook's limit,
+    /// after which the manager owns the lead.
+    async fn breach(&self, tx: &mut Tx, lead: Uuid, now: Timestamp) -> Result<(), ActivationError> {
+        let Some((mut record, context)) = Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        if !record.state.is_open() {
+            return Ok(());
+        }
+        let playbook = self.playbook.current();
+        let owner_state = match &record.owner {
+            Some(owner) => Store::owner_states(tx, std::slice::from_ref(owner))
+                .await?
+                .remove(owner)
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        let cause = breach_cause(
+            &BreachFacts {
+                started_at: record.window_started_at,
+                deadline: record.deadline,
+                assigned: record.owner.clone().zip(record.assigned_at),
+                queue_cause: record.waiting_cause,
+                owner_state,
+            },
+            &playbook,
+        );
+        record.breaches += 1;
+        let (breached_owner, missed, number) =
+            (record.owner.clone(), record.deadline, record.breaches);
+        let team = record.team.clone();
+        let mut events = Emitted::default();
+        events.0.push(Box::new(move |a| {
+            let lead_id = a.lead_id.clone();
+            let event = pb::SlaBreached {
+                lead_id: lead_id.clone(),
+                team_id: team.to_string(),
+                owner_id: breached_owner
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                deadline: Some(runtime::grpc::to_proto_timestamp(missed)),
+                cause: cause_to_proto(cause) as i32,
+                breach_number: number,
+                activation: Some(a),
+            };
+            NewEvent::new(lead_id, &event, now)
+        }));
+        let manager = escalation_manager(&playbook, record.owner.as_ref(), &record.team).cloned();
+        if let Some(owner) = record.owner.take() {
+            record.previous_owners.push(owner);
+        }
+        let reassigned = match on_breach(
+            record.reassignments,
+            playbook.escalation().max_reassignments(),
+        ) {
+            Escalation::Reassign => {
+                let route = Route {
+                    team: record.team.clone(),
+                    owner: None,
+                    reason: RouteReason::Default,
+                };
+                self.pick(tx, &playbook, &route, &record.previous_owners, now)
+                    .await?
+                    .ok()
+            }
+            Escalation::ManagerOwns => None,
+        };
+        match reassigned {
+            Some(owner) => {
+                let policy = sla_policy(&record.facts, &playbook);
+                record.deadline = match playbook.team(&record.team) {
+                    Some(team) => deadline(now, policy, team.calendar()),
+                    None => now + policy.window().wall_clock(),
+                };
+                record.state = State::Assigned;
+                record.owner = Some(owner.clone());
+                record.assigned_at = Some(now);
+                record.window_started_at = now;
+                record.waiting_cause = None;
+                record.reassignments += 1;
+                events.0.push(escalation(&record, manager, cause, false));
+                let from = record
+                    .previous_owners
+                    .last()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let due = record.deadline;
+                events.0.push(Box::new(move |a| {
+                    let lead_id = a.lead_id.clone();
+                    let event = pb::LeadReassigned {
+                        lead_id: lead_id.clone(),
+                        from_owner_id: from.clone(),
+                        to_owner_id: owner.to_string(),
+                        deadline: Some(runtime::grpc::to_proto_timestamp(due)),
+                        cause: cause_to_proto(cause) as i32,
+                        activation: Some(a),
+                    };
+                    NewEvent::new(lead_id, &event, now)
+                }));
+            }
+            None => {
+                record.state = State::Escalated;
+                record.owner = manager.clone();
+                record.assigned_at = Some(now);
+                events.0.push(escalation(&record, manager, cause, true));
+            }
+        }
+        self.persist(tx, &record, &context, events, now).await?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // API
+    // -----------------------------------------------------------------------------------
+
+    /// A lead's activation and context packet.
+    pub async fn get(&self, lead: Uuid) -> Result<(ActivationRecord, Vec<u8>), ActivationError> {
+        self.store
+            .load(lead)
+            .await?
+            .ok_or(ActivationError::NotFound)
+    }
+
+    /// An owner's open leads by deadline.
+    pub async fn queue(
+        &self,
+        owner: &OwnerId,
+        after: Option<(Timestamp, Uuid)>,
+        limit: usize,
+    ) -> Result<Vec<(ActivationRecord, Vec<u8>)>, ActivationError> {
+        if self.playbook.current().owner(owner).is_none() {
+            return Err(ActivationError::UnknownOwner(owner.to_string()));
+        }
+        Ok(self
+            .store
+            .queue(owner, after, i64::try_from(limit).unwrap_or(i64::MAX))
+            .await?)
+    }
+
+    /// Records a first action; it activates the lead only if it is relevant.
+    pub async fn record_first_action(
+        &self,
+        lead: Uuid,
+        action: FirstAction,
+    ) -> Result<(ActivationRecord, Vec<u8>), ActivationError> {
+        let now = self.now();
+        let mut tx = self.store.db().begin().await?;
+        let (mut record, context) = Store::load_for_update(&mut tx, self.backend(), lead)
+            .await?
+            .ok_or(ActivationError::NotFound)?;
+        if !matches!(record.state, State::Assigned | State::Escalated) {
+            return Err(ActivationError::NotOpen(record.state.as_str()));
+        }
+        let clock = SlaClock {
+            started_at: record.received_at,
+            deadline: record.deadline,
+        };
+        let outcome = check_first_action(&record.plan, record.owner.as_ref(), &clock, &action)?;
+        record.state = State::Activated;
+        record.activated_at = Some(action.at);
+        // Within SLA means within the first window: a lead that breached before was failed.
+        record.within_sla = outcome.within_sla && record.breaches == 0;
+        record.time_to_activation = Some(outcome.time_to_activation);
+        let (owner, channel, at) = (action.owner.clone(), action.channel, action.at);
+        let (within, took) = (record.within_sla, outcome.time_to_activation);
+        let mut events = Emitted::default();
+        events.0.push(Box::new(move |a| {
+            let lead_id = a.lead_id.clone();
+            let event = pb::LeadActivated {
+                lead_id: lead_id.clone(),
+                owner_id: owner.to_string(),
+                channel: channel_to_proto(channel) as i32,
+                activated_at: Some(runtime::grpc::to_proto_timestamp(at)),
+                within_sla: within,
+                time_to_activation: Some(duration_to_proto(took)),
+                activation: Some(a),
+            };
+            NewEvent::new(lead_id, &event, now)
+        }));
+        self.persist(&mut tx, &record, &context, events, now)
+            .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        self.wake();
+        Ok((record, context))
+    }
+
+    /// Marks an owner out of office until `until` (or back, with `None` or a past time). The
+    /// owner's open leads move to other owners of the team, or to the queue.
+    pub async fn set_availability(
+        &self,
+        owner: &OwnerId,
+        until: Option<Timestamp>,
+        reason: &str,
+    ) -> Result<Vec<Uuid>, ActivationError> {
+        let playbook = self.playbook.current();
+        if playbook.owner(owner).is_none() {
+            return Err(ActivationError::UnknownOwner(owner.to_string()));
+        }
+        let now = self.now();
+        let until = until.filter(|u| *u > now);
+        let mut tx = self.store.db().begin().await?;
+        Store::set_availability(&mut tx, owner, until, reason).await?;
+        let mut moved = Vec::new();
+        if until.is_some() {
+            for lead in Store::open_leads_of(&mut tx, owner).await? {
+                if let Some((mut record, context)) =
+                    Store::load_for_update(&mut tx, self.backend(), lead).await?
+                {
+                    record.previous_owners.push(owner.clone());
+                    let route = Route {
+                        team: record.team.clone(),
+                        owner: None,
+                        reason: RouteReason::Default,
+                    };
+                    let mut events = Emitted::default();
+                    match self
+                        .pick(&mut tx, &playbook, &route, &record.previous_owners, now)
+                        .await?
+                    {
+                        Ok(next) => {
+                            record.owner = Some(next.clone());
+                            record.assigned_at = Some(now);
+                            let (from, due) = (owner.to_string(), record.deadline);
+                            events.0.push(Box::new(move |a| {
+                                let lead_id = a.lead_id.clone();
+                                let event = pb::LeadReassigned {
+                                    lead_id: lead_id.clone(),
+                                    from_owner_id: from.clone(),
+                                    to_owner_id: next.to_string(),
+                                    deadline: Some(runtime::grpc::to_proto_timestamp(due)),
+                                    cause: pb::FailureCause::OwnerUnavailable as i32,
+                                    activation: Some(a),
+                                };
+                                NewEvent::new(lead_id, &event, now)
+                            }));
+                        }
+                        Err(cause) => {
+                            record.state = State::Queued;
+                            record.owner = None;
+                            record.waiting_cause = Some(cause);
+                            self.schedule_retry(&mut tx, &record, now).await?;
+                        }
+                    }
+                    self.persist(&mut tx, &record, &context, events, now)
+                        .await?;
+                    moved.push(lead);
+                }
+            }
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        self.wake();
+        Ok(moved)
+    }
+
+    /// Adds or changes an account; true when it is new.
+    pub async fn upsert_account(
+        &self,
+        account: &str,
+        name: &str,
+        owner: &OwnerId,
+        domains: &[String],
+    ) -> Result<bool, ActivationError> {
+        if self.playbook.current().owner(owner).is_none() {
+            return Err(ActivationError::UnknownOwner(owner.to_string()));
+        }
+        let mut tx = self.store.db().begin().await?;
+        let created = Store::upsert_account(&mut tx, account, name, owner, domains).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(created)
+    }
+}
+
+fn routed_by(reason: &RouteReason) -> String {
+    match reason {
+        RouteReason::Account { domain } => format!("account {domain}"),
+        RouteReason::Rule { name, .. } => format!("route {name}"),
+        RouteReason::Default => "default team".into(),
+    }
+}
+
+fn assigned_event(activation: pb::Activation, now: Timestamp) -> NewEvent {
+    let lead_id = activation.lead_id.clone();
+    NewEvent::new(
+        lead_id,
+        &pb::LeadAssigned {
+            activation: Some(activation),
+        },
+        now,
+    )
+}
+
+fn escalation(
+    record: &ActivationRecord,
+    manager: Option<OwnerId>,
+    cause: BreachCause,
+    manager_owns: bool,
+) -> Box<dyn Fn(pb::Activation) -> NewEvent + Send> {
+    let team: TeamId = record.team.clone();
+    let at = record.assigned_at.unwrap_or(record.received_at);
+    let waiting = record.waiting_cause.map(waiting_to_proto);
+    Box::new(move |a| {
+        let lead_id = a.lead_id.clone();
+        let event = pb::EscalationRaised {
+            lead_id: lead_id.clone(),
+            manager_id: manager
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            team_id: team.to_string(),
+            cause: waiting.unwrap_or(cause_to_proto(cause)) as i32,
+            manager_owns,
+            activation: Some(a),
+        };
+        NewEvent::new(lead_id, &event, at)
+    })
+}
+
+impl EventHandler for Activation {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandlerError> {
+        self.apply_intake_event(tx, event)
+            .await
+            .map_err(HandlerError::from)
+    }
+
+    fn after_commit(&self) {
+        self.wake();
+    }
+}
+
+impl TimerHandler for Activation {
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        let lead: Uuid = timer.subject.parse()?;
+        let now = self.now();
+        match timer.kind.as_str() {
+            SLA_TIMER => self.breach(tx, lead, now).await?,
+            RETRY_TIMER => self.retry(tx, lead, now).await?,
+            other => tracing::warn!(kind = other, "unknown timer kind; dropped"),
+        }
+        Ok(())
+    }
+
+    fn after_commit(&self) {
+        self.wake();
+    }
+}

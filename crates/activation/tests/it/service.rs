@@ -1,0 +1,540 @@
+//! The activation service end to end below gRPC: intake events in, assignments, first actions,
+//! breaches, escalations and reassignments out, on both backends.
+
+use std::sync::Arc;
+
+use activation::domain::Channel;
+use activation::domain::first_action::FirstAction;
+use activation::playbook::ActivationPlaybook;
+use activation::record::State;
+use activation::service::{Activation, ActivationError};
+use activation::store::{MIGRATIONS, Store};
+use jiff::{SignedDuration, Timestamp};
+use prost::{Message, Name};
+use proto::events::v1::Event;
+use proto::intake::v1 as ipb;
+use runtime::playbook::Playbook;
+use runtime::timers::Timers;
+use runtime::{Clock, Db, EventLog, ManualClock};
+use testkit::TestDb;
+use uuid::Uuid;
+
+const PLAYBOOK: &str = r#"
+[activation]
+default_team = "dach"
+
+[activation.escalation]
+max_reassignments = 1
+routing_delay = "2m"
+
+[[activation.teams]]
+id = "dach"
+name = "DACH"
+manager = "mia"
+timezone = "Europe/Berlin"
+hours = "mon-fri 09:00-17:30"
+
+[[activation.teams]]
+id = "leadership"
+name = "Leadership"
+manager = "mia"
+timezone = "Europe/Berlin"
+hours = "mon-fri 09:00-17:30"
+
+[[activation.owners]]
+id = "anna"
+name = "Anna"
+team = "dach"
+timezone = "Europe/Berlin"
+hours = "mon-fri 09:00-17:30"
+capacity = 10
+
+[[activation.owners]]
+id = "ben"
+name = "Ben"
+team = "dach"
+timezone = "Europe/Berlin"
+hours = "mon-fri 09:00-17:30"
+capacity = 10
+
+[[activation.owners]]
+id = "mia"
+name = "Mia"
+team = "leadership"
+timezone = "Europe/Berlin"
+hours = "mon-fri 09:00-17:30"
+capacity = 100
+
+[[activation.sla]]
+name = "hot"
+window = "5m"
+intents = ["demo_request"]
+
+[[activation.sla]]
+name = "standard"
+window = "1h"
+
+[[activation.plans]]
+name = "call-demo"
+intents = ["demo_request"]
+channel = "call"
+template = "demo-call-opener"
+alternatives = ["email"]
+
+[[activation.plans]]
+name = "email-first"
+channel = "email"
+template = "hello"
+"#;
+
+pub struct Fixture {
+    pub svc: Activation,
+    pub clock: ManualClock,
+    pub db: Db,
+    _test_db: TestDb,
+}
+
+/// A Monday at 10:00 in Berlin: everybody is working.
+fn monday_morning() -> Timestamp {
+    "2026-11-02T09:00:00Z".parse().unwrap()
+}
+
+fn service(db: &Db, clock: &ManualClock) -> Activation {
+    let playbook: ActivationPlaybook = runtime::playbook::parse("test.toml", PLAYBOOK).unwrap();
+    Activation::new(
+        Store::new(db.clone()),
+        EventLog::new(db.clone(), "activation"),
+        Timers::new(db.clone()),
+        Playbook::fixed(playbook),
+        Arc::new(clock.clone()),
+    )
+}
+
+pub async fn fixture(test_db: TestDb) -> Fixture {
+    let db = test_db.connect(&MIGRATIONS).await;
+    let clock = ManualClock::new(monday_morning());
+    Fixture {
+        svc: service(&db, &clock),
+        clock,
+        db,
+        _test_db: test_db,
+    }
+}
+
+fn accepted(email: &str, kind: ipb::IntentKind, do_not_contact: bool) -> (Uuid, Event) {
+    let id = Uuid::now_v7();
+    let lead = ipb::Lead {
+        lead_id: id.to_string(),
+        input: Some(ipb::LeadInput {
+            contact: Some(ipb::Contact {
+                name: "Ada".into(),
+                email: email.into(),
+                company: "Engines".into(),
+                country: "DE".into(),
+                ..Default::default()
+            }),
+            source: Some(ipb::SourceContext {
+                source: "website-demo-form".into(),
+                campaign: "q4-demo".into(),
+                message: "Can we see routing for 40 reps?".into(),
+                ..Default::default()
+            }),
+            intent: Some(ipb::IntentSignal {
+                kind: kind as i32,
+                strength: ipb::IntentStrength::High as i32,
+                detail: String::new(),
+            }),
+            ..Default::default()
+        }),
+        icp_tier: ipb::IcpTier::A as i32,
+        do_not_contact,
+        ..Default::default()
+    };
+    (id, event(&ipb::LeadAccepted { lead: Some(lead) }))
+}
+
+fn event<M: Name>(message: &M) -> Event {
+    Event {
+        payload: Some(prost_types::Any {
+            type_url: format!("type.googleapis.com/{}", M::full_name()),
+            value: message.encode_to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn apply(f: &Fixture, event: &Event) {
+    let mut tx = f.db.begin().await.unwrap();
+    f.svc.apply_intake_event(&mut tx, event).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn fire(f: &Fixture) -> usize {
+    f.svc
+        .timers()
+        .fire_due(f.clock.now(), &f.svc)
+        .await
+        .unwrap()
+}
+
+async fn event_types(f: &Fixture) -> Vec<String> {
+    // On PostgreSQL a commit is readable once older transactions in the cluster finished.
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        let now: Vec<String> = f
+            .svc
+            .log()
+            .read_after(Default::default(), 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.short_type().to_owned())
+            .collect();
+        if now == last && !now.is_empty() {
+            return now;
+        }
+        last = now;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    last
+}
+
+fn act(owner: &str, channel: Channel, reference: &str, at: Timestamp) -> FirstAction {
+    FirstAction {
+        owner: owner.into(),
+        channel,
+        reference: reference.into(),
+        at,
+    }
+}
+
+pub async fn a_lead_gets_an_owner_plan_context_and_deadline(f: Fixture) {
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &ev).await;
+    // The same event again (a replay) changes nothing.
+    apply(&f, &ev).await;
+    let (record, context) = f.svc.get(lead).await.unwrap();
+    assert_eq!(record.state, State::Assigned);
+    assert!(matches!(
+        record.owner.as_ref().map(|o| o.as_str()),
+        Some("anna" | "ben")
+    ));
+    assert_eq!(record.sla_policy, "hot");
+    assert_eq!(
+        record.deadline,
+        monday_morning() + SignedDuration::from_mins(5)
+    );
+    assert_eq!(record.plan.channel, Channel::Call);
+    assert!(!record.plan.talking_points.is_empty());
+    let packet = proto::activation::v1::ContextPacket::decode(context.as_slice()).unwrap();
+    assert_eq!(packet.message, "Can we see routing for 40 reps?");
+    assert_eq!(packet.campaign, "q4-demo");
+    assert_eq!(event_types(&f).await, ["LeadAssigned"]);
+    let (total, _) = f.svc.timers().counts(f.clock.now()).await.unwrap();
+    assert_eq!(total, 1);
+}
+
+pub async fn round_robin_alternates_between_equal_owners(f: Fixture) {
+    let mut owners = Vec::new();
+    for n in 0..6 {
+        let (lead, ev) = accepted(
+            &format!("p{n}@x.de"),
+            ipb::IntentKind::ContentDownload,
+            false,
+        );
+        apply(&f, &ev).await;
+        owners.push(f.svc.get(lead).await.unwrap().0.owner.unwrap().to_string());
+    }
+    assert_eq!(
+        owners.iter().filter(|o| *o == "anna").count(),
+        3,
+        "{owners:?}"
+    );
+    assert_eq!(
+        owners.iter().filter(|o| *o == "ben").count(),
+        3,
+        "{owners:?}"
+    );
+}
+
+pub async fn only_a_relevant_first_action_by_the_owner_activates(f: Fixture) {
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &ev).await;
+    let (record, _) = f.svc.get(lead).await.unwrap();
+    let owner = record.owner.clone().unwrap().to_string();
+    let other = if owner == "anna" { "ben" } else { "anna" };
+    f.clock.advance(SignedDuration::from_mins(2));
+    let at = f.clock.now();
+    let wrong_owner = f
+        .svc
+        .record_first_action(lead, act(other, Channel::Call, "demo-call-opener", at))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(wrong_owner, ActivationError::Irrelevant(_)),
+        "{wrong_owner}"
+    );
+    let wrong_channel = f
+        .svc
+        .record_first_action(lead, act(&owner, Channel::Sms, "demo-call-opener", at))
+        .await
+        .unwrap_err();
+    assert!(
+        wrong_channel.to_string().contains("channel sms"),
+        "{wrong_channel}"
+    );
+    let no_reference = f
+        .svc
+        .record_first_action(lead, act(&owner, Channel::Email, "hi", at))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(no_reference, ActivationError::Irrelevant(_)),
+        "{no_reference}"
+    );
+    let (done, _) = f
+        .svc
+        .record_first_action(lead, act(&owner, Channel::Email, "demo-call-opener", at))
+        .await
+        .unwrap();
+    assert_eq!(done.state, State::Activated);
+    assert!(done.within_sla);
+    assert_eq!(done.time_to_activation, Some(SignedDuration::from_mins(2)));
+    // Activated: the deadline no longer fires, and a second action is refused.
+    f.clock.advance(SignedDuration::from_mins(10));
+    assert_eq!(fire(&f).await, 0);
+    assert!(matches!(
+        f.svc
+            .record_first_action(
+                lead,
+                act(&owner, Channel::Call, "demo-call-opener", f.clock.now())
+            )
+            .await,
+        Err(ActivationError::NotOpen(_))
+    ));
+    assert_eq!(event_types(&f).await, ["LeadAssigned", "LeadActivated"]);
+}
+
+pub async fn a_breach_escalates_and_reassigns_until_the_manager_owns_it(f: Fixture) {
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &ev).await;
+    let first = f.svc.get(lead).await.unwrap().0.owner.unwrap();
+    // The owner lets the window pass.
+    f.clock.advance(SignedDuration::from_mins(6));
+    assert_eq!(fire(&f).await, 1);
+    let (after, _) = f.svc.get(lead).await.unwrap();
+    assert_eq!(after.state, State::Assigned);
+    assert_eq!(after.breaches, 1);
+    assert_ne!(after.owner.as_ref(), Some(&first));
+    assert_eq!(after.previous_owners, std::slice::from_ref(&first));
+    assert_eq!(after.deadline, f.clock.now() + SignedDuration::from_mins(5));
+    // The old owner acting late is refused: the lead has moved on.
+    assert!(
+        f.svc
+            .record_first_action(
+                lead,
+                act(
+                    first.as_str(),
+                    Channel::Call,
+                    "demo-call-opener",
+                    f.clock.now()
+                )
+            )
+            .await
+            .is_err()
+    );
+    // The second owner lets it pass too: the limit is reached and the manager owns it.
+    f.clock.advance(SignedDuration::from_mins(6));
+    assert_eq!(fire(&f).await, 1);
+    let (escalated, _) = f.svc.get(lead).await.unwrap();
+    assert_eq!(escalated.state, State::Escalated);
+    assert_eq!(escalated.owner.as_ref().map(|o| o.as_str()), Some("mia"));
+    assert_eq!(escalated.breaches, 2);
+    assert_eq!(
+        event_types(&f).await,
+        [
+            "LeadAssigned",
+            "SlaBreached",
+            "EscalationRaised",
+            "LeadReassigned",
+            "SlaBreached",
+            "EscalationRaised"
+        ]
+    );
+    // The manager's action still activates it, late and not within SLA.
+    let (done, _) = f
+        .svc
+        .record_first_action(
+            lead,
+            act("mia", Channel::Call, "demo-call-opener", f.clock.now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, State::Activated);
+    assert!(!done.within_sla);
+}
+
+pub async fn nobody_available_queues_with_a_cause_and_alerts_at_once(f: Fixture) {
+    let until = Some(monday_morning() + SignedDuration::from_hours(48));
+    f.svc
+        .set_availability(&"anna".into(), until, "vacation")
+        .await
+        .unwrap();
+    f.svc
+        .set_availability(&"ben".into(), until, "vacation")
+        .await
+        .unwrap();
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::ContentDownload, false);
+    apply(&f, &ev).await;
+    let (queued, _) = f.svc.get(lead).await.unwrap();
+    assert_eq!(queued.state, State::Queued);
+    assert!(queued.owner.is_none());
+    assert_eq!(event_types(&f).await, ["EscalationRaised", "LeadAssigned"]);
+    // Ben is back: the next retry assigns the lead, and the wait counted against the SLA.
+    f.svc
+        .set_availability(&"ben".into(), None, "")
+        .await
+        .unwrap();
+    f.clock.advance(SignedDuration::from_mins(1));
+    assert_eq!(fire(&f).await, 1);
+    let (assigned, _) = f.svc.get(lead).await.unwrap();
+    assert_eq!(assigned.state, State::Assigned);
+    assert_eq!(assigned.owner.as_ref().map(|o| o.as_str()), Some("ben"));
+    assert_eq!(
+        assigned.deadline,
+        monday_morning() + SignedDuration::from_hours(1)
+    );
+}
+
+pub async fn going_out_of_office_moves_open_leads(f: Fixture) {
+    let mut leads = Vec::new();
+    for n in 0..2 {
+        let (lead, ev) = accepted(
+            &format!("p{n}@x.de"),
+            ipb::IntentKind::ContentDownload,
+            false,
+        );
+        apply(&f, &ev).await;
+        leads.push(lead);
+    }
+    let anna_had: Vec<Uuid> = {
+        let mut v = Vec::new();
+        for l in &leads {
+            if f.svc
+                .get(*l)
+                .await
+                .unwrap()
+                .0
+                .owner
+                .as_ref()
+                .map(|o| o.as_str())
+                == Some("anna")
+            {
+                v.push(*l);
+            }
+        }
+        v
+    };
+    let moved = f
+        .svc
+        .set_availability(
+            &"anna".into(),
+            Some(f.clock.now() + SignedDuration::from_hours(8)),
+            "sick",
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved, anna_had);
+    for l in leads {
+        assert_eq!(
+            f.svc
+                .get(l)
+                .await
+                .unwrap()
+                .0
+                .owner
+                .as_ref()
+                .map(|o| o.as_str()),
+            Some("ben")
+        );
+    }
+    assert!(
+        f.svc
+            .set_availability(&"nobody".into(), None, "")
+            .await
+            .is_err()
+    );
+}
+
+pub async fn do_not_contact_leads_get_no_owner(f: Fixture) {
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::DemoRequest, true);
+    apply(&f, &ev).await;
+    let (record, _) = f.svc.get(lead).await.unwrap();
+    assert_eq!(record.state, State::DoNotContact);
+    assert!(record.owner.is_none());
+    assert_eq!(f.svc.timers().counts(f.clock.now()).await.unwrap().0, 0);
+    // An opt-out after assignment stops the clock too.
+    let (lead2, ev2) = accepted("bo@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &ev2).await;
+    apply(
+        &f,
+        &event(&ipb::ContactOptedOut {
+            email: "bo@engines.de".into(),
+            lead_ids: vec![lead2.to_string()],
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(f.svc.get(lead2).await.unwrap().0.state, State::DoNotContact);
+    f.clock.advance(SignedDuration::from_hours(2));
+    assert_eq!(fire(&f).await, 0);
+}
+
+pub async fn a_deadline_that_passed_while_down_fires_on_start(f: Fixture) {
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &ev).await;
+    // The process stops; an hour later a new one starts on the same database.
+    f.clock.advance(SignedDuration::from_hours(1));
+    let restarted = service(&f.db, &f.clock);
+    assert_eq!(
+        restarted
+            .timers()
+            .fire_due(f.clock.now(), &restarted)
+            .await
+            .unwrap(),
+        1
+    );
+    let (record, _) = restarted.get(lead).await.unwrap();
+    assert_eq!(record.breaches, 1);
+    assert_eq!(record.state, State::Assigned);
+}
+
+macro_rules! suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            async fn make() -> Option<Fixture> {
+                let test_db: Option<TestDb> = $make;
+                Some(fixture(test_db?).await)
+            }
+
+            suite!(@tests a_lead_gets_an_owner_plan_context_and_deadline, round_robin_alternates_between_equal_owners,
+                only_a_relevant_first_action_by_the_owner_activates, a_breach_escalates_and_reassigns_until_the_manager_owns_it,
+                nobody_available_queues_with_a_cause_and_alerts_at_once, going_out_of_office_moves_open_leads,
+                do_not_contact_leads_get_no_owner, a_deadline_that_passed_while_down_fires_on_start);
+        }
+    };
+    (@tests $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some(f) = make().await else { return };
+                super::$name(f).await;
+            }
+        )*
+    };
+}
+
+suite!(sqlite, Some(TestDb::sqlite()));
+suite!(postgres, TestDb::postgres().await);
