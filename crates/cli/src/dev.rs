@@ -157,7 +157,16 @@ async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
     let mut dbs = Vec::new();
     let mut health = Vec::new();
 
+    // The services call each other over gRPC on this very address, as in production.
+    let mut config = config;
+    for service in ["intake", "activation", "followup", "proof"] {
+        config.upstreams.insert(service, format!("http://{addr}"));
+    }
     let (db, h) = start::<intake::IntakeService>(&args, &config, &shutdown, &mut routes).await?;
+    dbs.push(db);
+    health.extend(h);
+    let (db, h) =
+        start::<activation::ActivationService>(&args, &config, &shutdown, &mut routes).await?;
     dbs.push(db);
     health.extend(h);
 
@@ -184,7 +193,7 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
         .unwrap_or_default();
     println!(
         "\nfairchance dev is serving on {addr}\n  \
-         services: intake\n  \
+         services: intake, activation\n  \
          storage:  {storage}\n  \
          playbook: {playbook} (edit it: changes apply within seconds)\n\n\
          Try it (grpcurl uses server reflection, no .proto files needed):\n  \

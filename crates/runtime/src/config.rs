@@ -27,6 +27,8 @@ pub struct ServiceConfig {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// Addresses of the other services this one calls (`FAIRCHANCE_<SERVICE>_URL`).
+    pub upstreams: BTreeMap<&'static str, String>,
 }
 
 /// Limits the gRPC server enforces on every call.
@@ -230,6 +232,10 @@ const KNOWN_KEYS: &[&str] = &[
     "RUST_LOG",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SERVICE_NAME",
+    "FAIRCHANCE_INTAKE_URL",
+    "FAIRCHANCE_ACTIVATION_URL",
+    "FAIRCHANCE_FOLLOWUP_URL",
+    "FAIRCHANCE_PROOF_URL",
 ];
 
 /// Defaults a particular binary starts from.
@@ -336,15 +342,17 @@ impl ServiceConfig {
         }
         let otlp_endpoint =
             sources.parse_with(&mut errors, "OTEL_EXPORTER_OTLP_ENDPOINT", None, |s| {
-                if s.starts_with("http://") || s.starts_with("https://") {
-                    Ok(Some(s.to_owned()))
-                } else {
-                    Err(
-                        "expected an http:// or https:// URL, e.g. http://otel-collector:4317"
-                            .into(),
-                    )
-                }
+                parse_url(s, "http://otel-collector:4317").map(Some)
             });
+        let mut upstreams = BTreeMap::new();
+        for (service, key) in UPSTREAM_KEYS {
+            let url = sources.parse_with(&mut errors, key, None, |s| {
+                parse_url(s, &format!("http://fairchance-{service}:50051")).map(Some)
+            });
+            if let Some(url) = url {
+                upstreams.insert(*service, url);
+            }
+        }
         let service_name = sources
             .string("OTEL_SERVICE_NAME")
             .unwrap_or_else(|| format!("fairchance-{}", defaults.service_name));
@@ -371,7 +379,36 @@ impl ServiceConfig {
                 otlp_endpoint,
                 service_name,
             },
+            upstreams,
         })
+    }
+
+    /// The gRPC address of another fairchance service this one calls or subscribes to.
+    pub fn upstream(&self, service: &str) -> Result<&str, ConfigError> {
+        self.upstreams.get(service).map(String::as_str).ok_or_else(|| {
+            ConfigError(vec![format!(
+                "FAIRCHANCE_{}_URL: required: the address of the {service} service, e.g. http://fairchance-{service}:50051",
+                service.to_ascii_uppercase()
+            )])
+        })
+    }
+}
+
+/// The other services a service may call, and the variables naming their addresses.
+const UPSTREAM_KEYS: &[(&str, &str)] = &[
+    ("intake", "FAIRCHANCE_INTAKE_URL"),
+    ("activation", "FAIRCHANCE_ACTIVATION_URL"),
+    ("followup", "FAIRCHANCE_FOLLOWUP_URL"),
+    ("proof", "FAIRCHANCE_PROOF_URL"),
+];
+
+fn parse_url(s: &str, example: &str) -> Result<String, String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "expected an http:// or https:// URL, e.g. {example}"
+        ))
     }
 }
 
