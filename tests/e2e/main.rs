@@ -1,5 +1,6 @@
 //! End-to-end tests: start the real `fairchance` binary and talk to it over gRPC only, as a
 //! client team would.
 
+mod activation;
 mod intake;
 mod support;

@@ -13,12 +13,25 @@ pub struct Suite {
 }
 
 impl Suite {
-    /// Starts `fairchance dev` on a free port with its data in a fresh directory.
+    /// Starts `fairchance dev` on a free port with its data in a fresh directory and the
+    /// sample playbook.
     pub fn start() -> Self {
+        Self::start_with_playbook(None)
+    }
+
+    /// Starts `fairchance dev` with the given playbook text (or the sample).
+    pub fn start_with_playbook(playbook: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fairchance"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fairchance"));
+        command
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir.path());
+        if let Some(text) = playbook {
+            let path = dir.path().join("test-playbook.toml");
+            std::fs::write(&path, text).expect("write playbook");
+            command.arg("--playbook").arg(path);
+        }
+        let mut child = command
             .env("FAIRCHANCE_LOG_FORMAT", "json")
             .env("FAIRCHANCE_LOG", "warn")
             .stdout(Stdio::piped())
