@@ -509,6 +509,78 @@ pub async fn a_deadline_that_passed_while_down_fires_on_start(f: Fixture) {
     assert_eq!(record.state, State::Assigned);
 }
 
+pub async fn accounts_route_to_their_owner_and_re_engagements_return_to_the_holder(f: Fixture) {
+    assert!(
+        f.svc
+            .upsert_account("acme", "Acme", &"ben".into(), &["acme.com".to_owned()])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.svc
+            .upsert_account("acme", "Acme", &"ben".into(), &["acme.com".to_owned()])
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        f.svc
+            .upsert_account("x", "X", &"nobody".into(), &["x.com".to_owned()])
+            .await,
+        Err(ActivationError::UnknownOwner(_))
+    ));
+    let mut owners = Vec::new();
+    for n in 0..3 {
+        let (lead, ev) = accepted(
+            &format!("p{n}@eu.acme.com"),
+            ipb::IntentKind::ContentDownload,
+            false,
+        );
+        apply(&f, &ev).await;
+        let (record, _) = f.svc.get(lead).await.unwrap();
+        assert!(
+            record.routed_by.contains("acme.com"),
+            "{}",
+            record.routed_by
+        );
+        owners.push(record.owner.unwrap().to_string());
+    }
+    assert_eq!(owners, ["ben", "ben", "ben"]);
+
+    // The same contact comes back: the holder gets the lead again with the new context.
+    let (lead, ev) = accepted("ada@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &ev).await;
+    let holder = f.svc.get(lead).await.unwrap().0.owner.unwrap();
+    let touch = ipb::Touch {
+        input: Some(ipb::LeadInput {
+            source: Some(ipb::SourceContext {
+                source: "webinar".into(),
+                message: "Any news on pricing?".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    apply(
+        &f,
+        &event(&ipb::LeadMerged {
+            lead_id: lead.to_string(),
+            touch: Some(touch),
+            do_not_contact: false,
+        }),
+    )
+    .await;
+    let (record, context) = f.svc.get(lead).await.unwrap();
+    assert_eq!(record.owner, Some(holder));
+    let packet = proto::activation::v1::ContextPacket::decode(context.as_slice()).unwrap();
+    assert_eq!(
+        packet.touches,
+        ["again via webinar: \"Any news on pricing?\""]
+    );
+    let types = event_types(&f).await;
+    assert_eq!(types.iter().filter(|t| *t == "LeadAssigned").count(), 5);
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -522,7 +594,8 @@ macro_rules! suite {
             suite!(@tests a_lead_gets_an_owner_plan_context_and_deadline, round_robin_alternates_between_equal_owners,
                 only_a_relevant_first_action_by_the_owner_activates, a_breach_escalates_and_reassigns_until_the_manager_owns_it,
                 nobody_available_queues_with_a_cause_and_alerts_at_once, going_out_of_office_moves_open_leads,
-                do_not_contact_leads_get_no_owner, a_deadline_that_passed_while_down_fires_on_start);
+                do_not_contact_leads_get_no_owner, a_deadline_that_passed_while_down_fires_on_start,
+                accounts_route_to_their_owner_and_re_engagements_return_to_the_holder);
         }
     };
     (@tests $($name:ident),*) => {
