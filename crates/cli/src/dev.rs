@@ -200,7 +200,8 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
          grpcurl -plaintext {addr} list\n  \
          grpcurl -plaintext -d '{{\"lead\": {{\"contact\": {{\"name\": \"Ada Lovelace\", \"email\": \"ada@example.com\", \"company\": \"Analytical Engines\", \"country\": \"GB\"}}, \"source\": {{\"source\": \"website-demo-form\", \"campaign\": \"q4-demo\", \"message\": \"Can we see routing?\"}}, \"intent\": {{\"kind\": \"INTENT_KIND_DEMO_REQUEST\", \"strength\": \"INTENT_STRENGTH_HIGH\"}}}}}}' \\\n    \
          {addr} fairchance.intake.v1.IntakeService/SubmitLead\n  \
-         grpcurl -plaintext -d '{{\"from\": {{\"replay_only\": true}}}}' {addr} fairchance.intake.v1.IntakeService/Subscribe\n\n\
+         grpcurl -plaintext -d '{{\"from\": {{\"replay_only\": true}}}}' {addr} fairchance.intake.v1.IntakeService/Subscribe\n  \
+         grpcurl -plaintext -d '{{}}' {addr} fairchance.activation.v1.ActivationService/WatchActivations\n\n\
          Stop with ctrl-c.\n"
     );
 }
