@@ -141,7 +141,8 @@ impl Activation {
         } else {
             Timers::cancel(tx, SLA_TIMER, &subject).await?;
         }
-        if record.state != State::Queued {
+        // Only a lead that was queued can have a retry pending.
+        if record.state != State::Queued && record.waiting_cause.is_some() {
             Timers::cancel(tx, RETRY_TIMER, &subject).await?;
         }
         let snapshot = activation_to_proto(record, context, now);

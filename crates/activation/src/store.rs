@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use runtime::db::{Backend, Db, DbError, Tx, from_micros, list_placeholders, to_micros};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -117,33 +117,47 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// Open lead counts and availability of the given owners, read in the transaction.
+    /// Open lead counts and availability of the given owners, read in the transaction (two
+    /// queries whatever the team size).
     pub async fn owner_states(
         tx: &mut Tx,
         owners: &[OwnerId],
     ) -> Result<BTreeMap<OwnerId, OwnerState>, DbError> {
-        let mut states = BTreeMap::new();
+        let mut states: BTreeMap<OwnerId, OwnerState> = owners
+            .iter()
+            .map(|o| (o.clone(), OwnerState::default()))
+            .collect();
+        if owners.is_empty() {
+            return Ok(states);
+        }
+        let sql = format!(
+            "SELECT owner_id, open FROM owner_load WHERE owner_id IN ({})",
+            list_placeholders(0, owners.len())
+        );
+        let mut query = sqlx::query(&sql);
         for owner in owners {
-            let open: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM activations WHERE owner_id = $1 AND state = $2",
-            )
-            .bind(owner.as_str())
-            .bind(State::Assigned.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
-            let until: Option<i64> = sqlx::query_scalar(
-                "SELECT unavailable_until FROM owner_availability WHERE owner_id = $1",
-            )
-            .bind(owner.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-            states.insert(
-                owner.clone(),
-                OwnerState {
-                    unavailable_until: until.map(from_micros),
-                    open_unactivated: u32::try_from(open).unwrap_or(u32::MAX),
-                },
-            );
+            query = query.bind(owner.as_str());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let owner = OwnerId(row.try_get("owner_id")?);
+            let open: i64 = row.try_get("open")?;
+            if let Some(state) = states.get_mut(&owner) {
+                state.open_unactivated = u32::try_from(open.max(0)).unwrap_or(u32::MAX);
+            }
+        }
+        let sql = format!(
+            "SELECT owner_id, unavailable_until FROM owner_availability WHERE owner_id IN ({})",
+            list_placeholders(0, owners.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for owner in owners {
+            query = query.bind(owner.as_str());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let owner = OwnerId(row.try_get("owner_id")?);
+            if let Some(state) = states.get_mut(&owner) {
+                state.unavailable_until = Some(from_micros(row.try_get("unavailable_until")?));
+            }
         }
         Ok(states)
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use intake::IntakeService;
 use intake::convert::lead_input_to_proto;
 use intake::domain::{IntentKind, IntentStrength, LeadInput};
@@ -14,8 +13,8 @@ use proto::intake::v1 as pb;
 use proto::intake::v1::intake_service_client::IntakeServiceClient;
 use runtime::service::{ServiceContext, ServiceSpec};
 use runtime::{Db, SystemClock};
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Args, Row};
@@ -27,7 +26,7 @@ const ROUNDS: usize = 3;
 /// HTTP/2 connections the unary clients share.
 const CHANNELS: usize = 4;
 
-fn sample_lead(tag: &str, n: usize) -> LeadInput {
+pub fn sample_lead(tag: &str, n: usize) -> LeadInput {
     let mut lead = LeadInput::default();
     lead.contact.name = format!("Bench Person {n}");
     lead.contact.email = format!("person{n}.{tag}@company{}.example.com", n % 97);
@@ -58,7 +57,7 @@ struct Measured {
     p99_ms: f64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -295,22 +294,9 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let name = format!("fc_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = PgConnection::connect(&args.postgres)
-        .await
-        .context("connect to PostgreSQL (--postgres)")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let base = args
-        .postgres
-        .rsplit_once('/')
-        .map_or(args.postgres.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let result = measure(args, &url).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    let db = crate::BenchDb::create(&args.postgres).await?;
+    let result = measure(args, &db.url).await;
+    db.drop().await;
     result
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Needs the local PostgreSQL (`--postgres`); each run works in a fresh database.
 
+mod activation_bench;
 mod intake_bench;
 
 use std::path::PathBuf;
@@ -69,7 +70,8 @@ struct Machine {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rows = intake_bench::run(&args).await?;
+    let mut rows = intake_bench::run(&args).await?;
+    rows.extend(activation_bench::run(&args).await?);
     print_table(&rows);
     let report = Report {
         machine: Machine {
@@ -93,6 +95,42 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("\nwritten to {}", args.out.display());
     Ok(())
+}
+
+/// A fresh PostgreSQL database for one benchmark, dropped afterwards.
+pub struct BenchDb {
+    pub url: String,
+    admin: sqlx::PgConnection,
+    name: String,
+}
+
+impl BenchDb {
+    pub async fn create(server: &str) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use sqlx::Connection;
+        let name = format!("fc_bench_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(server)
+            .await
+            .context("connect to PostgreSQL (--postgres)")?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    pub async fn drop(mut self) {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await;
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -66,13 +66,33 @@ pub async fn apply<H: EventHandler>(
     handler: &H,
     event: &Event,
 ) -> Result<(), HandlerError> {
+    apply_batch(db, consumer, handler, std::slice::from_ref(event)).await
+}
+
+/// Applies events in order and advances the cursor past the last, in one transaction: either
+/// all of them take effect or none does.
+pub async fn apply_batch<H: EventHandler>(
+    db: &Db,
+    consumer: &str,
+    handler: &H,
+    events: &[Event],
+) -> Result<(), HandlerError> {
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
     let mut tx = db.begin().await?;
-    handler.handle(&mut tx, event).await?;
-    save_cursor(&mut tx, consumer, &event.cursor, jiff::Timestamp::now()).await?;
+    for event in events {
+        handler.handle(&mut tx, event).await?;
+    }
+    save_cursor(&mut tx, consumer, &last.cursor, jiff::Timestamp::now()).await?;
     tx.commit().await.map_err(DbError::from)?;
     handler.after_commit();
     Ok(())
 }
+
+/// Events applied in one transaction when the upstream has several ready: a consumer that
+/// fell behind catches up with one commit per batch instead of one per event.
+const BATCH: usize = 16;
 
 /// Runs a consumer until `stop` is cancelled: opens the upstream stream after the saved
 /// cursor with `connect`, applies each event, and reconnects with backoff when the stream
@@ -102,13 +122,27 @@ pub async fn run<H, F, Fut, S>(
                     _ = stop.cancelled() => return Ok(()),
                     next = stream.next() => next,
                 };
-                match next {
+                let mut batch = match next {
                     None => return Err("upstream stream ended".into()),
                     Some(Err(status)) => return Err(status.into()),
-                    Some(Ok(event)) => {
-                        apply(&db, &consumer, &handler, &event).await?;
-                        backoff.reset();
+                    Some(Ok(event)) => vec![event],
+                };
+                // Take whatever else is already waiting, without waiting for more.
+                let mut failed = None;
+                while batch.len() < BATCH {
+                    match futures::FutureExt::now_or_never(stream.next()) {
+                        Some(Some(Ok(event))) => batch.push(event),
+                        Some(Some(Err(status))) => {
+                            failed = Some(status);
+                            break;
+                        }
+                        Some(None) | None => break,
                     }
+                }
+                apply_batch(&db, &consumer, &handler, &batch).await?;
+                backoff.reset();
+                if let Some(status) = failed {
+                    return Err(status.into());
                 }
             }
         }

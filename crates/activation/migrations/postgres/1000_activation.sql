@@ -35,3 +35,25 @@ CREATE TABLE account_domains (
     name       TEXT NOT NULL,
     owner_id   TEXT NOT NULL
 );
+
+-- Open (assigned, not activated) leads per owner, for capacity checks without counting rows.
+-- Kept by a trigger on every change of an activation's owner or state.
+CREATE TABLE owner_load (
+    owner_id TEXT PRIMARY KEY,
+    open     BIGINT NOT NULL
+);
+
+CREATE FUNCTION activations_owner_load() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.state = 'assigned' AND OLD.owner_id <> '' THEN
+        UPDATE owner_load SET open = open - 1 WHERE owner_id = OLD.owner_id;
+    END IF;
+    IF NEW.state = 'assigned' AND NEW.owner_id <> '' THEN
+        INSERT INTO owner_load (owner_id, open) VALUES (NEW.owner_id, 1)
+            ON CONFLICT (owner_id) DO UPDATE SET open = owner_load.open + 1;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER activations_owner_load AFTER INSERT OR UPDATE ON activations
+    FOR EACH ROW EXECUTE FUNCTION activations_owner_load();

@@ -35,3 +35,34 @@ CREATE TABLE account_domains (
     name       TEXT NOT NULL,
     owner_id   TEXT NOT NULL
 );
+
+-- Open (assigned, not activated) leads per owner, for capacity checks without counting rows.
+-- Kept by triggers on every change of an activation's owner or state.
+CREATE TABLE owner_load (
+    owner_id TEXT PRIMARY KEY,
+    open     INTEGER NOT NULL
+);
+
+CREATE TRIGGER activations_owner_load_insert AFTER INSERT ON activations
+    WHEN NEW.state = 'assigned' AND NEW.owner_id <> ''
+BEGIN
+    -- Not INSERT OR IGNORE: the upsert that fires this trigger would override its policy.
+    INSERT INTO owner_load (owner_id, open)
+        SELECT NEW.owner_id, 0 WHERE NOT EXISTS (SELECT 1 FROM owner_load WHERE owner_id = NEW.owner_id);
+    UPDATE owner_load SET open = open + 1 WHERE owner_id = NEW.owner_id;
+END;
+
+CREATE TRIGGER activations_owner_load_leave AFTER UPDATE ON activations
+    WHEN OLD.state = 'assigned' AND OLD.owner_id <> ''
+BEGIN
+    UPDATE owner_load SET open = open - 1 WHERE owner_id = OLD.owner_id;
+END;
+
+CREATE TRIGGER activations_owner_load_enter AFTER UPDATE ON activations
+    WHEN NEW.state = 'assigned' AND NEW.owner_id <> ''
+BEGIN
+    -- Not INSERT OR IGNORE: the upsert that fires this trigger would override its policy.
+    INSERT INTO owner_load (owner_id, open)
+        SELECT NEW.owner_id, 0 WHERE NOT EXISTS (SELECT 1 FROM owner_load WHERE owner_id = NEW.owner_id);
+    UPDATE owner_load SET open = open + 1 WHERE owner_id = NEW.owner_id;
+END;

@@ -581,6 +581,52 @@ pub async fn accounts_route_to_their_owner_and_re_engagements_return_to_the_hold
     assert_eq!(types.iter().filter(|t| *t == "LeadAssigned").count(), 5);
 }
 
+/// Open-lead counts (capacity) follow every assignment, activation and reassignment.
+pub async fn open_lead_counts_follow_every_change(f: Fixture) {
+    let mut leads = Vec::new();
+    for n in 0..4 {
+        let (lead, ev) = accepted(
+            &format!("p{n}@x.de"),
+            ipb::IntentKind::ContentDownload,
+            false,
+        );
+        apply(&f, &ev).await;
+        leads.push(lead);
+    }
+    let counts = |f: &Fixture| {
+        let db = f.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let states = Store::owner_states(&mut tx, &["anna".into(), "ben".into(), "mia".into()])
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            states
+                .values()
+                .map(|s| s.open_unactivated)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(counts(&f).await, [2, 2, 0]);
+    let (first, _) = f.svc.get(leads[0]).await.unwrap();
+    let owner = first.owner.unwrap();
+    f.svc
+        .record_first_action(
+            leads[0],
+            act(owner.as_str(), Channel::Email, "hello", f.clock.now()),
+        )
+        .await
+        .unwrap();
+    let mut expected = [2, 2, 0];
+    expected[usize::from(owner.as_str() == "ben")] -= 1;
+    assert_eq!(counts(&f).await, expected);
+    // Everybody's window passes: each lead moves to the other owner, totals stay.
+    f.clock.advance(SignedDuration::from_hours(2));
+    assert_eq!(fire(&f).await, 3);
+    let after = counts(&f).await;
+    assert_eq!(after.iter().sum::<u32>(), 3);
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -595,7 +641,7 @@ macro_rules! suite {
                 only_a_relevant_first_action_by_the_owner_activates, a_breach_escalates_and_reassigns_until_the_manager_owns_it,
                 nobody_available_queues_with_a_cause_and_alerts_at_once, going_out_of_office_moves_open_leads,
                 do_not_contact_leads_get_no_owner, a_deadline_that_passed_while_down_fires_on_start,
-                accounts_route_to_their_owner_and_re_engagements_return_to_the_holder);
+                accounts_route_to_their_owner_and_re_engagements_return_to_the_holder, open_lead_counts_follow_every_change);
         }
     };
     (@tests $($name:ident),*) => {
