@@ -16,9 +16,7 @@ use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
 use uuid::Uuid;
 
-use crate::convert::{
-    activation_to_proto, cause_to_proto, channel_to_proto, duration_to_proto, waiting_to_proto,
-};
+use crate::convert::{activation_to_proto, cause_to_proto, channel_to_proto, duration_to_proto};
 use crate::domain::assign::{PickContext, Unassignable, assign};
 use crate::domain::breach::{
     BreachCause, BreachFacts, Escalation, breach_cause, escalation_manager, on_breach,
@@ -250,10 +248,11 @@ impl Activation {
                 // Nobody can take it: alert now rather than let it wait silently.
                 let manager = escalation_manager(&playbook, None, &record.team).cloned();
                 events.0.push(escalation(
-                    &record,
+                    &record.team,
                     manager,
                     BreachCause::from(cause),
                     false,
+                    now,
                 ));
                 self.schedule_retry(tx, &record, now).await?;
             }
@@ -493,7 +492,9 @@ impl Activation {
                 record.window_started_at = now;
                 record.waiting_cause = None;
                 record.reassignments += 1;
-                events.0.push(escalation(&record, manager, cause, false));
+                events
+                    .0
+                    .push(escalation(&record.team, manager, cause, false, now));
                 let from = record
                     .previous_owners
                     .last()
@@ -517,7 +518,9 @@ impl Activation {
                 record.state = State::Escalated;
                 record.owner = manager.clone();
                 record.assigned_at = Some(now);
-                events.0.push(escalation(&record, manager, cause, true));
+                events
+                    .0
+                    .push(escalation(&record.team, manager, cause, true, now));
             }
         }
         self.persist(tx, &record, &context, events, now).await?;
@@ -704,15 +707,15 @@ fn assigned_event(activation: pb::Activation, now: Timestamp) -> NewEvent {
     )
 }
 
+/// The manager alert: a breach, or a lead nobody could take.
 fn escalation(
-    record: &ActivationRecord,
+    team: &TeamId,
     manager: Option<OwnerId>,
     cause: BreachCause,
     manager_owns: bool,
-) -> Box<dyn Fn(pb::Activation) -> NewEvent + Send> {
-    let team: TeamId = record.team.clone();
-    let at = record.assigned_at.unwrap_or(record.received_at);
-    let waiting = record.waiting_cause.map(waiting_to_proto);
+    now: Timestamp,
+) -> MakeEvent {
+    let team = team.clone();
     Box::new(move |a| {
         let lead_id = a.lead_id.clone();
         let event = pb::EscalationRaised {
@@ -722,11 +725,11 @@ fn escalation(
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             team_id: team.to_string(),
-            cause: waiting.unwrap_or(cause_to_proto(cause)) as i32,
+            cause: cause_to_proto(cause) as i32,
             manager_owns,
             activation: Some(a),
         };
-        NewEvent::new(lead_id, &event, at)
+        NewEvent::new(lead_id, &event, now)
     })
 }
 

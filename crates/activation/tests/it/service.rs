@@ -361,6 +361,28 @@ pub async fn a_breach_escalates_and_reassigns_until_the_manager_owns_it(f: Fixtu
             "EscalationRaised"
         ]
     );
+    // Each breach is attributed: the owners were working and present, so the owners were late.
+    let escalations: Vec<proto::activation::v1::EscalationRaised> = f
+        .svc
+        .log()
+        .read_after(Default::default(), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.short_type() == "EscalationRaised")
+        .map(|e| proto::activation::v1::EscalationRaised::decode(e.payload.as_slice()).unwrap())
+        .collect();
+    assert_eq!(escalations.len(), 2);
+    assert!(escalations.iter().all(|e| e.cause()
+        == proto::activation::v1::FailureCause::OwnerLate
+        && e.manager_id == "mia"));
+    assert_eq!(
+        escalations
+            .iter()
+            .map(|e| e.manager_owns)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
     // The manager's action still activates it, late and not within SLA.
     let (done, _) = f
         .svc
@@ -388,6 +410,18 @@ pub async fn nobody_available_queues_with_a_cause_and_alerts_at_once(f: Fixture)
     apply(&f, &ev).await;
     let (queued, _) = f.svc.get(lead).await.unwrap();
     assert_eq!(queued.state, State::Queued);
+    let alert = f
+        .svc
+        .log()
+        .read_after(Default::default(), 10)
+        .await
+        .unwrap();
+    let alert =
+        proto::activation::v1::EscalationRaised::decode(alert[0].payload.as_slice()).unwrap();
+    assert_eq!(
+        alert.cause(),
+        proto::activation::v1::FailureCause::OwnerUnavailable
+    );
     assert!(queued.owner.is_none());
     assert_eq!(event_types(&f).await, ["EscalationRaised", "LeadAssigned"]);
     // Ben is back: the next retry assigns the lead, and the wait counted against the SLA.
