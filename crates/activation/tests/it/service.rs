@@ -410,6 +410,8 @@ pub async fn nobody_available_queues_with_a_cause_and_alerts_at_once(f: Fixture)
     apply(&f, &ev).await;
     let (queued, _) = f.svc.get(lead).await.unwrap();
     assert_eq!(queued.state, State::Queued);
+    assert!(queued.owner.is_none());
+    assert_eq!(event_types(&f).await, ["EscalationRaised", "LeadAssigned"]);
     let alert = f
         .svc
         .log()
@@ -422,8 +424,6 @@ pub async fn nobody_available_queues_with_a_cause_and_alerts_at_once(f: Fixture)
         alert.cause(),
         proto::activation::v1::FailureCause::OwnerUnavailable
     );
-    assert!(queued.owner.is_none());
-    assert_eq!(event_types(&f).await, ["EscalationRaised", "LeadAssigned"]);
     // Ben is back: the next retry assigns the lead, and the wait counted against the SLA.
     f.svc
         .set_availability(&"ben".into(), None, "")
