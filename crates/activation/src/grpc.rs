@@ -124,16 +124,7 @@ impl ActivationService for ActivationApi {
     ) -> Result<Response<pb::ListQueueResponse>, Status> {
         let request = request.into_inner();
         let owner = owner_id("owner_id", &request.owner_id)?;
-        let page_size = match request.page_size {
-            0 => 50,
-            n @ 1..=500 => n as usize,
-            _ => {
-                return Err(invalid_argument([(
-                    "page_size",
-                    "must be between 1 and 500 (0 means 50)",
-                )]));
-            }
-        };
+        let page_size = runtime::grpc::page_size(request.page_size)?;
         let after = if request.page_token.is_empty() {
             None
         } else {

@@ -72,3 +72,12 @@ pub struct ActivationRecord {
     pub facts: LeadFacts,
     pub plan: FirstActionPlan,
 }
+
+impl ActivationRecord {
+    /// Hands the lead to `owner` now.
+    pub fn assign(&mut self, owner: OwnerId, now: Timestamp) {
+        self.state = State::Assigned;
+        self.owner = Some(owner);
+        self.assigned_at = Some(now);
+    }
+}

@@ -238,11 +238,7 @@ impl Activation {
             .pick(tx, &playbook, &route, &record.previous_owners, now)
             .await?
         {
-            Ok(owner) => {
-                record.state = State::Assigned;
-                record.owner = Some(owner);
-                record.assigned_at = Some(now);
-            }
+            Ok(owner) => record.assign(owner, now),
             Err(cause) => {
                 record.waiting_cause = Some(cause);
                 // Nobody can take it: alert now rather than let it wait silently.
@@ -382,20 +378,14 @@ impl Activation {
             return Ok(());
         }
         let playbook = self.playbook.current();
-        let route = Route {
-            team: record.team.clone(),
-            owner: None,
-            reason: RouteReason::Default,
-        };
+        let route = rotation(&record.team);
         let mut events = Emitted::default();
         match self
             .pick(tx, &playbook, &route, &record.previous_owners, now)
             .await?
         {
             Ok(owner) => {
-                record.state = State::Assigned;
-                record.owner = Some(owner);
-                record.assigned_at = Some(now);
+                record.assign(owner, now);
                 events.0.push(Box::new(move |a| assigned_event(a, now)));
             }
             Err(cause) => {
@@ -468,11 +458,7 @@ impl Activation {
             playbook.escalation().max_reassignments(),
         ) {
             Escalation::Reassign => {
-                let route = Route {
-                    team: record.team.clone(),
-                    owner: None,
-                    reason: RouteReason::Default,
-                };
+                let route = rotation(&record.team);
                 self.pick(tx, &playbook, &route, &record.previous_owners, now)
                     .await?
                     .ok()
@@ -486,9 +472,7 @@ impl Activation {
                     Some(team) => deadline(now, policy, team.calendar()),
                     None => now + policy.window().wall_clock(),
                 };
-                record.state = State::Assigned;
-                record.owner = Some(owner.clone());
-                record.assigned_at = Some(now);
+                record.assign(owner.clone(), now);
                 record.window_started_at = now;
                 record.waiting_cause = None;
                 record.reassignments += 1;
@@ -625,11 +609,7 @@ impl Activation {
                     Store::load_for_update(&mut tx, self.backend(), lead).await?
                 {
                     record.previous_owners.push(owner.clone());
-                    let route = Route {
-                        team: record.team.clone(),
-                        owner: None,
-                        reason: RouteReason::Default,
-                    };
+                    let route = rotation(&record.team);
                     let mut events = Emitted::default();
                     match self
                         .pick(&mut tx, &playbook, &route, &record.previous_owners, now)
@@ -685,6 +665,15 @@ impl Activation {
         let created = Store::upsert_account(&mut tx, account, name, owner, domains).await?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(created)
+    }
+}
+
+/// The team's own rotation, for leads that leave their first owner (no account owner again).
+fn rotation(team: &TeamId) -> Route {
+    Route {
+        team: team.clone(),
+        owner: None,
+        reason: RouteReason::Default,
     }
 }
 

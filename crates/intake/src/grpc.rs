@@ -274,16 +274,7 @@ impl IntakeService for IntakeApi {
             pb::RejectionState::Accepted => RejectionState::Accepted,
             pb::RejectionState::Dismissed => RejectionState::Dismissed,
         };
-        let page_size = match request.page_size {
-            0 => 50,
-            n @ 1..=500 => n as usize,
-            _ => {
-                return Err(invalid_argument([(
-                    "page_size",
-                    "must be between 1 and 500 (0 means 50)",
-                )]));
-            }
-        };
+        let page_size = runtime::grpc::page_size(request.page_size)?;
         let before = if request.page_token.is_empty() {
             None
         } else {

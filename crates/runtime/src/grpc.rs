@@ -26,6 +26,23 @@ where
     Status::with_error_details(Code::InvalidArgument, summary.join("; "), details)
 }
 
+/// Largest page a list RPC returns.
+pub const MAX_PAGE_SIZE: u32 = 500;
+/// Page size when a list request leaves it at 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// The page size of a list request (`page_size` field): 0 means the default.
+pub fn page_size(requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        n if n <= MAX_PAGE_SIZE => Ok(n as usize),
+        _ => Err(invalid_argument([(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+        )])),
+    }
+}
+
 /// Maps a storage failure to UNAVAILABLE (retryable) and logs the cause, which is not sent.
 pub fn storage_unavailable(error: &DbError) -> Status {
     tracing::error!(%error, "storage failure");

@@ -177,11 +177,12 @@ async fn fire(f: &Fixture) -> usize {
         .unwrap()
 }
 
-async fn event_types(f: &Fixture) -> Vec<String> {
-    // On PostgreSQL a commit is readable once older transactions in the cluster finished.
-    let mut last = Vec::new();
-    for _ in 0..100 {
-        let now: Vec<String> = f
+/// The event types on the log once `n` are readable (on PostgreSQL a commit is readable once
+/// every older transaction in the cluster, other tests' included, has finished).
+async fn event_types(f: &Fixture, n: usize) -> Vec<String> {
+    let mut types = Vec::new();
+    for _ in 0..300 {
+        types = f
             .svc
             .log()
             .read_after(Default::default(), 1000)
@@ -190,13 +191,12 @@ async fn event_types(f: &Fixture) -> Vec<String> {
             .iter()
             .map(|e| e.short_type().to_owned())
             .collect();
-        if now == last && !now.is_empty() {
-            return now;
+        if types.len() >= n {
+            break;
         }
-        last = now;
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
-    last
+    types
 }
 
 fn act(owner: &str, channel: Channel, reference: &str, at: Timestamp) -> FirstAction {
@@ -229,7 +229,7 @@ pub async fn a_lead_gets_an_owner_plan_context_and_deadline(f: Fixture) {
     let packet = proto::activation::v1::ContextPacket::decode(context.as_slice()).unwrap();
     assert_eq!(packet.message, "Can we see routing for 40 reps?");
     assert_eq!(packet.campaign, "q4-demo");
-    assert_eq!(event_types(&f).await, ["LeadAssigned"]);
+    assert_eq!(event_types(&f, 1).await, ["LeadAssigned"]);
     let (total, _) = f.svc.timers().counts(f.clock.now()).await.unwrap();
     assert_eq!(total, 1);
 }
@@ -312,7 +312,7 @@ pub async fn only_a_relevant_first_action_by_the_owner_activates(f: Fixture) {
             .await,
         Err(ActivationError::NotOpen(_))
     ));
-    assert_eq!(event_types(&f).await, ["LeadAssigned", "LeadActivated"]);
+    assert_eq!(event_types(&f, 2).await, ["LeadAssigned", "LeadActivated"]);
 }
 
 pub async fn a_breach_escalates_and_reassigns_until_the_manager_owns_it(f: Fixture) {
@@ -351,7 +351,7 @@ pub async fn a_breach_escalates_and_reassigns_until_the_manager_owns_it(f: Fixtu
     assert_eq!(escalated.owner.as_ref().map(|o| o.as_str()), Some("mia"));
     assert_eq!(escalated.breaches, 2);
     assert_eq!(
-        event_types(&f).await,
+        event_types(&f, 6).await,
         [
             "LeadAssigned",
             "SlaBreached",
@@ -411,7 +411,10 @@ pub async fn nobody_available_queues_with_a_cause_and_alerts_at_once(f: Fixture)
     let (queued, _) = f.svc.get(lead).await.unwrap();
     assert_eq!(queued.state, State::Queued);
     assert!(queued.owner.is_none());
-    assert_eq!(event_types(&f).await, ["EscalationRaised", "LeadAssigned"]);
+    assert_eq!(
+        event_types(&f, 2).await,
+        ["EscalationRaised", "LeadAssigned"]
+    );
     let alert = f
         .svc
         .log()
@@ -611,7 +614,7 @@ pub async fn accounts_route_to_their_owner_and_re_engagements_return_to_the_hold
         packet.touches,
         ["again via webinar: \"Any news on pricing?\""]
     );
-    let types = event_types(&f).await;
+    let types = event_types(&f, 5).await;
     assert_eq!(types.iter().filter(|t| *t == "LeadAssigned").count(), 5);
 }
 
