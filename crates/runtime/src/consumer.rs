@@ -66,21 +66,43 @@ pub async fn apply<H: EventHandler>(
     handler: &H,
     event: &Event,
 ) -> Result<(), HandlerError> {
-    apply_batch(db, consumer, handler, std::slice::from_ref(event)).await
+    let after = load_cursor(db, consumer).await?;
+    apply_batch(db, consumer, handler, &after, std::slice::from_ref(event)).await
 }
 
-/// Applies events in order and advances the cursor past the last, in one transaction: either
-/// all of them take effect or none does.
+/// Another replica of this consumer applied events past the cursor this one read from.
+#[derive(Debug, thiserror::Error)]
+#[error("another replica advanced consumer {0}; resuming from its saved cursor")]
+pub struct CursorMoved(String);
+
+/// Applies events that follow cursor `after` in order, and advances the cursor past the last,
+/// in one transaction: either all of them take effect or none does.
+///
+/// The cursor row is locked first and must still read `after`: with several replicas running
+/// the same consumer, only one applies a given event; the others get [`CursorMoved`] and
+/// resume from the saved cursor.
 pub async fn apply_batch<H: EventHandler>(
     db: &Db,
     consumer: &str,
     handler: &H,
+    after: &str,
     events: &[Event],
 ) -> Result<(), HandlerError> {
     let Some(last) = events.last() else {
         return Ok(());
     };
     let mut tx = db.begin().await?;
+    let saved: String = sqlx::query_scalar(
+        "INSERT INTO consumer_cursors (consumer, cursor, updated_at) VALUES ($1, '', 0) \
+         ON CONFLICT (consumer) DO UPDATE SET consumer = excluded.consumer RETURNING cursor",
+    )
+    .bind(consumer)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(DbError::from)?;
+    if saved != after {
+        return Err(CursorMoved(consumer.to_owned()).into());
+    }
     for event in events {
         handler.handle(&mut tx, event).await?;
     }
@@ -115,8 +137,8 @@ pub async fn run<H, F, Fut, S>(
             return;
         }
         let outcome: Result<(), HandlerError> = async {
-            let cursor = load_cursor(&db, &consumer).await?;
-            let mut stream = connect(cursor).await?;
+            let mut cursor = load_cursor(&db, &consumer).await?;
+            let mut stream = connect(cursor.clone()).await?;
             loop {
                 let next = tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
@@ -139,7 +161,10 @@ pub async fn run<H, F, Fut, S>(
                         Some(None) | None => break,
                     }
                 }
-                apply_batch(&db, &consumer, &handler, &batch).await?;
+                apply_batch(&db, &consumer, &handler, &cursor, &batch).await?;
+                if let Some(last) = batch.last() {
+                    cursor = last.cursor.clone();
+                }
                 backoff.reset();
                 if let Some(status) = failed {
                     return Err(status.into());

@@ -282,6 +282,73 @@ pub async fn consumers_take_effect_exactly_once(upstream: Db, downstream: Db) {
     );
 }
 
+/// Counts what it consumed; never fails.
+struct Counter;
+
+impl EventHandler for Counter {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO consumed (lead) VALUES ($1)")
+            .bind(lead_of(event))
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+pub async fn two_replicas_of_a_consumer_apply_each_event_once(upstream: Db, downstream: Db) {
+    let log = EventLog::new(upstream, "test");
+    sqlx::query("CREATE TABLE consumed (lead TEXT NOT NULL)")
+        .execute(downstream.pool())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let (log, stop2) = (log.clone(), stop.clone());
+            tokio::spawn(consumer::run(
+                downstream.clone(),
+                "counter".to_owned(),
+                move |after| {
+                    let from = SubscribeFrom {
+                        after_cursor: after,
+                        ..Default::default()
+                    };
+                    let stream = log.subscribe(from, stop2.clone());
+                    async move { stream }
+                },
+                Counter,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    for chunk in 0..10 {
+        append_committed(&log, chunk * 10..chunk * 10 + 10).await;
+    }
+    for _ in 0..400 {
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM consumed")
+            .fetch_one(downstream.pool())
+            .await
+            .unwrap();
+        if seen >= 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a late duplicate the chance to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    for r in replicas {
+        r.await.unwrap();
+    }
+    let consumed: Vec<String> = sqlx::query_scalar("SELECT lead FROM consumed")
+        .fetch_all(downstream.pool())
+        .await
+        .unwrap();
+    let unique: std::collections::HashSet<_> = consumed.iter().collect();
+    assert_eq!(unique.len(), 100);
+    assert_eq!(consumed.len(), 100, "some events were applied twice");
+}
+
 pub async fn idempotency_replays_and_refuses_reuse(db: Db) {
     let now = jiff::Timestamp::now();
     let hash = idempotency::request_hash(b"request-a");
@@ -354,6 +421,13 @@ macro_rules! conformance {
 
             conformance!(@one appended_events_appear_only_after_commit, subscribe_replays_then_tails_live,
                 subscribe_filters_types_and_rejects_bad_cursors, idempotency_replays_and_refuses_reuse);
+
+            #[tokio::test]
+            async fn two_replicas_of_a_consumer_apply_each_event_once() {
+                let Some((_g1, up)) = fresh().await else { return };
+                let Some((_g2, down)) = fresh().await else { return };
+                super::two_replicas_of_a_consumer_apply_each_event_once(up, down).await;
+            }
 
             #[tokio::test]
             async fn consumers_take_effect_exactly_once() {
