@@ -10,7 +10,7 @@ use proto::activation::v1 as pb;
 use proto::activation::v1::activation_service_server::{
     ActivationService, ActivationServiceServer,
 };
-use runtime::grpc::{from_proto_timestamp, invalid_argument};
+use runtime::grpc::{from_proto_timestamp, invalid_argument, parse_id};
 use runtime::{StoredEvent, eventlog::parse_cursor};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -68,14 +68,6 @@ fn status_of(error: ActivationError) -> Status {
     }
 }
 
-fn lead_id(field: &str, text: &str) -> Result<Uuid, Status> {
-    if text.is_empty() {
-        return Err(invalid_argument([(field, "required")]));
-    }
-    text.parse()
-        .map_err(|_| invalid_argument([(field, "not a lead id (expected a UUID)")]))
-}
-
 fn owner_id(field: &str, text: &str) -> Result<OwnerId, Status> {
     if text.trim().is_empty() {
         return Err(invalid_argument([(field, "required")]));
@@ -110,7 +102,7 @@ impl ActivationService for ActivationApi {
         &self,
         request: Request<pb::GetActivationRequest>,
     ) -> Result<Response<pb::GetActivationResponse>, Status> {
-        let lead = lead_id("lead_id", &request.get_ref().lead_id)?;
+        let lead = parse_id::<Uuid>("lead_id", &request.get_ref().lead_id, "lead id")?;
         let (record, context) = self.activation.get(lead).await.map_err(status_of)?;
         let now = jiff::Timestamp::now();
         Ok(Response::new(pb::GetActivationResponse {
@@ -158,7 +150,7 @@ impl ActivationService for ActivationApi {
         request: Request<pb::RecordFirstActionRequest>,
     ) -> Result<Response<pb::RecordFirstActionResponse>, Status> {
         let request = request.into_inner();
-        let lead = lead_id("lead_id", &request.lead_id)?;
+        let lead = parse_id::<Uuid>("lead_id", &request.lead_id, "lead id")?;
         let owner = owner_id("owner_id", &request.owner_id)?;
         let Some(channel) = channel_from_proto(request.channel()) else {
             return Err(invalid_argument([(

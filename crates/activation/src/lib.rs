@@ -67,10 +67,7 @@ impl ServiceSpec for ActivationService {
             playbook,
             ctx.clock.clone(),
         );
-        tokio::spawn({
-            let stop = ctx.shutdown.clone();
-            async move { log.listen(stop).await }
-        });
+        log.spawn_listener(ctx.shutdown.clone());
         tokio::spawn({
             let (timers, activation, clock, stop) = (
                 timers,

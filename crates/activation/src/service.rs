@@ -101,11 +101,6 @@ impl Activation {
         self.playbook.current()
     }
 
-    fn now(&self) -> Timestamp {
-        let now = self.clock.now();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
-    }
-
     fn backend(&self) -> runtime::Backend {
         self.store.db().backend()
     }
@@ -166,7 +161,7 @@ impl Activation {
             return Ok(());
         };
         let name = payload.type_url.rsplit('/').next().unwrap_or_default();
-        let now = self.now();
+        let now = self.clock.now_micros();
         if name == ipb::LeadAccepted::full_name() {
             let accepted = ipb::LeadAccepted::decode(payload.value.as_slice())
                 .map_err(|_| BadEvent::MissingLead)?;
@@ -545,7 +540,7 @@ impl Activation {
         lead: Uuid,
         action: FirstAction,
     ) -> Result<(ActivationRecord, Vec<u8>), ActivationError> {
-        let now = self.now();
+        let now = self.clock.now_micros();
         let mut tx = self.store.db().begin().await?;
         let (mut record, context) = Store::load_for_update(&mut tx, self.backend(), lead)
             .await?
@@ -598,7 +593,7 @@ impl Activation {
         if playbook.owner(owner).is_none() {
             return Err(ActivationError::UnknownOwner(owner.to_string()));
         }
-        let now = self.now();
+        let now = self.clock.now_micros();
         let until = until.filter(|u| *u > now);
         let mut tx = self.store.db().begin().await?;
         Store::set_availability(&mut tx, owner, until, reason).await?;
@@ -737,7 +732,7 @@ impl EventHandler for Activation {
 impl TimerHandler for Activation {
     async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
         let lead: Uuid = timer.subject.parse()?;
-        let now = self.now();
+        let now = self.clock.now_micros();
         match timer.kind.as_str() {
             SLA_TIMER => self.breach(tx, lead, now).await?,
             RETRY_TIMER => self.retry(tx, lead, now).await?,

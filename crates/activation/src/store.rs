@@ -19,10 +19,6 @@ pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
     postgres: &sqlx::migrate!("migrations/postgres"),
 };
 
-fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> DbError {
-    DbError::Sqlx(sqlx::Error::Decode(Box::new(e)))
-}
-
 /// Activation's tables.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -44,7 +40,7 @@ impl Store {
         record: &ActivationRecord,
         context: &[u8],
     ) -> Result<(), DbError> {
-        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let json = serde_json::to_string(record).map_err(DbError::corrupt)?;
         sqlx::query(
             "INSERT INTO activations (lead_id, state, team_id, owner_id, deadline, received_at, record, context) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -201,7 +197,9 @@ impl Store {
         .bind(State::Assigned.as_str())
         .fetch_all(&mut **tx)
         .await?;
-        ids.iter().map(|id| id.parse().map_err(corrupt)).collect()
+        ids.iter()
+            .map(|id| id.parse().map_err(DbError::corrupt))
+            .collect()
     }
 
     /// The team's round-robin state, locked until the transaction ends, so concurrent
@@ -214,7 +212,7 @@ impl Store {
         .bind(team.as_str())
         .fetch_one(&mut **tx)
         .await?;
-        serde_json::from_str(&row).map_err(corrupt)
+        serde_json::from_str(&row).map_err(DbError::corrupt)
     }
 
     pub async fn save_round_robin(
@@ -223,7 +221,7 @@ impl Store {
         rr: &RoundRobin,
     ) -> Result<(), DbError> {
         sqlx::query("UPDATE round_robin SET weights = $1 WHERE team_id = $2")
-            .bind(serde_json::to_string(rr).map_err(corrupt)?)
+            .bind(serde_json::to_string(rr).map_err(DbError::corrupt)?)
             .bind(team.as_str())
             .execute(&mut **tx)
             .await?;
@@ -279,5 +277,8 @@ impl Store {
 fn decode(row: &sqlx::any::AnyRow) -> Result<(ActivationRecord, Vec<u8>), DbError> {
     let record: String = row.try_get("record")?;
     let context: Vec<u8> = row.try_get("context")?;
-    Ok((serde_json::from_str(&record).map_err(corrupt)?, context))
+    Ok((
+        serde_json::from_str(&record).map_err(DbError::corrupt)?,
+        context,
+    ))
 }

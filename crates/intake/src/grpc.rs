@@ -7,7 +7,7 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use proto::intake::v1 as pb;
 use proto::intake::v1::intake_service_server::{IntakeService, IntakeServiceServer};
-use runtime::grpc::invalid_argument;
+use runtime::grpc::{invalid_argument, parse_id};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -66,22 +66,6 @@ fn check_key(field: &str, key: &str) -> Result<(), Status> {
         )]));
     }
     Ok(())
-}
-
-fn parse_lead_id(field: &str, text: &str) -> Result<LeadId, Status> {
-    if text.is_empty() {
-        return Err(invalid_argument([(field, "required")]));
-    }
-    text.parse()
-        .map_err(|_| invalid_argument([(field, "not a lead id (expected a UUID)")]))
-}
-
-fn parse_rejection_id(field: &str, text: &str) -> Result<RejectionId, Status> {
-    if text.is_empty() {
-        return Err(invalid_argument([(field, "required")]));
-    }
-    text.parse()
-        .map_err(|_| invalid_argument([(field, "not a rejection id (expected a UUID)")]))
 }
 
 fn submit_response(submitted: Submitted) -> pb::SubmitLeadResponse {
@@ -255,7 +239,7 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::GetLeadRequest>,
     ) -> Result<Response<pb::GetLeadResponse>, Status> {
-        let id = parse_lead_id("lead_id", &request.get_ref().lead_id)?;
+        let id = parse_id::<LeadId>("lead_id", &request.get_ref().lead_id, "lead id")?;
         let lead = self.intake.lead(id).await.map_err(status_of)?;
         Ok(Response::new(pb::GetLeadResponse {
             lead: Some(lead_to_proto(&lead)),
@@ -310,7 +294,7 @@ impl IntakeService for IntakeApi {
         request: Request<pb::ReconsiderRejectionRequest>,
     ) -> Result<Response<pb::ReconsiderRejectionResponse>, Status> {
         let request = request.into_inner();
-        let id = parse_rejection_id("rejection_id", &request.rejection_id)?;
+        let id = parse_id::<RejectionId>("rejection_id", &request.rejection_id, "rejection id")?;
         let action = match request.action() {
             pb::ReconsiderAction::Unspecified | pb::ReconsiderAction::Reevaluate => {
                 ReviewAction::Reevaluate

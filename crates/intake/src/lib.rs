@@ -36,11 +36,7 @@ impl ServiceSpec for IntakeService {
     ) -> Result<Vec<HealthTarget>, StartError> {
         let playbook = ctx.playbook::<playbook::IntakePlaybook>()?;
         let log = EventLog::new(ctx.db.clone(), Self::NAME);
-        tokio::spawn({
-            let log = log.clone();
-            let stop = ctx.shutdown.clone();
-            async move { log.listen(stop).await }
-        });
+        log.spawn_listener(ctx.shutdown.clone());
         let intake = service::Intake::new(
             store::Store::new(ctx.db.clone()),
             log,

@@ -110,13 +110,6 @@ impl Intake {
         &self.log
     }
 
-    /// Now, at the microsecond precision timestamps are stored with, so an answer and a later
-    /// read of the same lead agree.
-    fn now(&self) -> Timestamp {
-        let now = self.clock.now();
-        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
-    }
-
     /// Submits one lead.
     pub async fn submit(
         &self,
@@ -143,7 +136,7 @@ impl Intake {
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let chunk: Vec<_> = items.by_ref().take(BULK_CHUNK).collect();
-            let now = self.now();
+            let now = self.clock.now_micros();
             let mut tx = self.store.db().begin().await?;
             let (chunk_results, events) = self.submit_chunk(&mut tx, chunk, &playbook, now).await?;
             self.log.append(&mut tx, &events).await?;
@@ -200,9 +193,8 @@ impl Intake {
                         claimed.insert(key, (hash, i));
                     }
                     Claim::Replay(answer) => {
-                        let answer = serde_json::from_slice(&answer).map_err(|e| {
-                            IntakeError::Storage(DbError::Sqlx(sqlx::Error::Decode(Box::new(e))))
-                        })?;
+                        let answer = serde_json::from_slice(&answer)
+                            .map_err(|e| IntakeError::Storage(DbError::corrupt(e)))?;
                         slots[i] = Some(Ok(answer));
                         continue;
                     }
@@ -483,7 +475,7 @@ impl Intake {
             None => None,
         };
         let playbook = self.playbook.current();
-        let now = self.now();
+        let now = self.clock.now_micros();
         let mut tx = self.store.db().begin().await?;
         let lock = self.store.db().backend() == runtime::Backend::Postgres;
         let mut rejection = Store::rejection_for_update(&mut tx, id, lock)
@@ -545,7 +537,7 @@ impl Intake {
             .iter()
             .map(ContactKey::as_storage_key)
             .collect();
-        let now = self.now();
+        let now = self.clock.now_micros();
         let mut tx = self.store.db().begin().await?;
         // Mark the contact rows first: it locks them, so a concurrent submission of this
         // contact either commits before (and is flagged below) or sees the mark.

@@ -33,20 +33,16 @@ pub struct ContactRow {
     pub suppressed: bool,
 }
 
-fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> DbError {
-    DbError::Sqlx(sqlx::Error::Decode(Box::new(e)))
-}
-
 fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
-    serde_json::to_string(value).map_err(corrupt)
+    serde_json::to_string(value).map_err(DbError::corrupt)
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
-    serde_json::from_str(text).map_err(corrupt)
+    serde_json::from_str(text).map_err(DbError::corrupt)
 }
 
 fn parse_id<T: std::str::FromStr<Err = uuid::Error>>(text: &str) -> Result<T, DbError> {
-    text.parse().map_err(corrupt)
+    text.parse().map_err(DbError::corrupt)
 }
 
 fn tier_name(tier: IcpTier) -> &'static str {

@@ -8,6 +8,13 @@ use jiff::{SignedDuration, Timestamp};
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> Timestamp;
+
+    /// Now, at the microsecond precision timestamps are stored with, so an answer and a later
+    /// read of the same record agree.
+    fn now_micros(&self) -> Timestamp {
+        let now = self.now();
+        Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+    }
 }
 
 /// Shared handle to a clock.

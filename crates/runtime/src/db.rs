@@ -47,6 +47,11 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A stored value that does not decode (JSON, an id): the data, not the connection, is bad.
+    pub fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Sqlx(sqlx::Error::Decode(Box::new(e)))
+    }
+
     /// True when the error is a unique-constraint violation (a lost race on an insert).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())

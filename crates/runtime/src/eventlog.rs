@@ -341,6 +341,12 @@ impl EventLog {
         }
     }
 
+    /// Runs [`EventLog::listen`] in the background until `stop` is cancelled.
+    pub fn spawn_listener(&self, stop: CancellationToken) {
+        let log = self.clone();
+        tokio::spawn(async move { log.listen(stop).await });
+    }
+
     /// On PostgreSQL, listens for other processes' commits and wakes this process's
     /// subscribers; returns at once on SQLite. Runs until `stop` is cancelled.
     pub async fn listen(&self, stop: CancellationToken) {

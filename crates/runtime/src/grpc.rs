@@ -26,6 +26,15 @@ where
     Status::with_error_details(Code::InvalidArgument, summary.join("; "), details)
 }
 
+/// A required id field: `what` names the id in the error, e.g. "lead id".
+pub fn parse_id<T: std::str::FromStr>(field: &str, text: &str, what: &str) -> Result<T, Status> {
+    if text.is_empty() {
+        return Err(invalid_argument([(field, "required")]));
+    }
+    text.parse()
+        .map_err(|_| invalid_argument([(field, format!("not a {what} (expected a UUID)"))]))
+}
+
 /// Largest page a list RPC returns.
 pub const MAX_PAGE_SIZE: u32 = 500;
 /// Page size when a list request leaves it at 0.
