@@ -112,5 +112,11 @@ pub fn activation_to_proto(
         activated_at: record.activated_at.map(to_proto_timestamp),
         within_sla: record.within_sla,
         time_to_activation: record.time_to_activation.map(duration_to_proto),
+        owner_timezone: record.owner_timezone.clone(),
+        manager_id: record
+            .manager
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     }
 }

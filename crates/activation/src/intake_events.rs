@@ -114,6 +114,11 @@ pub fn from_accepted(
         intent_strength: strength_name(facts.strength).to_owned(),
         icp_tier: tier_name(facts.icp_tier).to_owned(),
         touches: lead.touches.iter().map(touch_line).collect(),
+        attributes: facts
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
     Ok((facts, packet))
 }

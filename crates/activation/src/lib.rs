@@ -13,12 +13,7 @@ pub mod record;
 pub mod service;
 pub mod store;
 
-use std::time::Duration;
-
-use futures::StreamExt;
-use proto::events::v1::SubscribeFrom;
-use proto::intake::v1::SubscribeRequest;
-use proto::intake::v1::intake_service_client::IntakeServiceClient;
+use runtime::consumer::Upstream;
 use runtime::server::HealthTarget;
 use runtime::service::{ServiceContext, ServiceSpec, StartError};
 use runtime::timers::Timers;
@@ -77,10 +72,18 @@ impl ServiceSpec for ActivationService {
             );
             async move { timers.run(clock, activation, stop).await }
         });
+        let intake = Upstream {
+            url: intake_url,
+            service: "fairchance.intake.v1.IntakeService",
+            event_types: Vec::new(),
+        };
         tokio::spawn(runtime::consumer::run(
             ctx.db.clone(),
             INTAKE_CONSUMER.to_owned(),
-            move |after_cursor| subscribe_intake(intake_url.clone(), after_cursor),
+            move |after_cursor| {
+                let intake = intake.clone();
+                async move { intake.subscribe(after_cursor).await }
+            },
             activation.clone(),
             ctx.shutdown.clone(),
         ));
@@ -91,37 +94,4 @@ impl ServiceSpec for ActivationService {
             db: ctx.db,
         }])
     }
-}
-
-type IntakeEvents = std::pin::Pin<
-    Box<dyn futures::Stream<Item = Result<proto::events::v1::Event, tonic::Status>> + Send>,
->;
-
-/// Opens intake's event stream after `after_cursor`.
-async fn subscribe_intake(
-    url: String,
-    after_cursor: String,
-) -> Result<IntakeEvents, tonic::Status> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| tonic::Status::invalid_argument(format!("FAIRCHANCE_INTAKE_URL: {e}")))?
-        .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("intake unreachable: {e}")))?;
-    let from = SubscribeFrom {
-        after_cursor,
-        ..Default::default()
-    };
-    let stream = IntakeServiceClient::new(channel)
-        .subscribe(SubscribeRequest { from: Some(from) })
-        .await?
-        .into_inner();
-    Ok(Box::pin(stream.map(|item| {
-        item.and_then(|response| {
-            response
-                .event
-                .ok_or_else(|| tonic::Status::internal("intake sent an empty event"))
-        })
-    })))
 }

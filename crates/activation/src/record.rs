@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::domain::assign::Unassignable;
 use crate::domain::first_action::FirstActionPlan;
 use crate::domain::{LeadFacts, OwnerId, TeamId};
+use crate::playbook::ActivationPlaybook;
 
 /// Where a lead is in activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,11 +72,24 @@ pub struct ActivationRecord {
     pub time_to_activation: Option<SignedDuration>,
     pub facts: LeadFacts,
     pub plan: FirstActionPlan,
+    /// The current owner's time zone, as the playbook had it at assignment; followup
+    /// schedules steps in the owner's day from it.
+    #[serde(default)]
+    pub owner_timezone: String,
+    /// Who escalations about the current owner's handling of this lead go to.
+    #[serde(default)]
+    pub manager: Option<OwnerId>,
 }
 
 impl ActivationRecord {
     /// Hands the lead to `owner` now.
-    pub fn assign(&mut self, owner: OwnerId, now: Timestamp) {
+    pub fn assign(&mut self, playbook: &ActivationPlaybook, owner: OwnerId, now: Timestamp) {
+        let details = playbook.owner(&owner);
+        self.owner_timezone = details
+            .and_then(|o| o.timezone().iana_name())
+            .unwrap_or_default()
+            .to_owned();
+        self.manager = details.and_then(|o| playbook.manager_of(o)).cloned();
         self.state = State::Assigned;
         self.owner = Some(owner);
         self.assigned_at = Some(now);

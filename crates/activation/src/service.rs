@@ -221,6 +221,8 @@ impl Activation {
             time_to_activation: None,
             plan: plan_first_action(&facts, &playbook),
             facts,
+            owner_timezone: String::new(),
+            manager: None,
         };
         let context = packet.encode_to_vec();
         let mut events = Emitted::default();
@@ -233,7 +235,7 @@ impl Activation {
             .pick(tx, &playbook, &route, &record.previous_owners, now)
             .await?
         {
-            Ok(owner) => record.assign(owner, now),
+            Ok(owner) => record.assign(&playbook, owner, now),
             Err(cause) => {
                 record.waiting_cause = Some(cause);
                 // Nobody can take it: alert now rather than let it wait silently.
@@ -380,7 +382,7 @@ impl Activation {
             .await?
         {
             Ok(owner) => {
-                record.assign(owner, now);
+                record.assign(&playbook, owner, now);
                 events.0.push(Box::new(move |a| assigned_event(a, now)));
             }
             Err(cause) => {
@@ -467,7 +469,7 @@ impl Activation {
                     Some(team) => deadline(now, policy, team.calendar()),
                     None => now + policy.window().wall_clock(),
                 };
-                record.assign(owner.clone(), now);
+                record.assign(&playbook, owner.clone(), now);
                 record.window_started_at = now;
                 record.waiting_cause = None;
                 record.reassignments += 1;
@@ -495,6 +497,12 @@ impl Activation {
             }
             None => {
                 record.state = State::Escalated;
+                record.owner_timezone = manager
+                    .as_ref()
+                    .and_then(|m| playbook.owner(m))
+                    .and_then(|o| o.timezone().iana_name())
+                    .unwrap_or_default()
+                    .to_owned();
                 record.owner = manager.clone();
                 record.assigned_at = Some(now);
                 events

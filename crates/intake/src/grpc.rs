@@ -22,6 +22,8 @@ pub const SERVICE_NAME: &str = "fairchance.intake.v1.IntakeService";
 const IDEMPOTENCY_KEY_MAX: usize = 128;
 /// Streamed items handed to the service at once.
 const STREAM_BATCH: usize = 256;
+/// Most leads one CheckContactable call may ask about.
+const MAX_CHECK: usize = 1000;
 
 /// The tonic service.
 #[derive(Debug, Clone)]
@@ -350,6 +352,38 @@ impl IntakeService for IntakeApi {
             lead_ids: opted.lead_ids.iter().map(ToString::to_string).collect(),
             newly_suppressed: opted.newly_suppressed,
         }))
+    }
+
+    async fn check_contactable(
+        &self,
+        request: Request<pb::CheckContactableRequest>,
+    ) -> Result<Response<pb::CheckContactableResponse>, Status> {
+        let request = request.into_inner();
+        if request.lead_ids.len() > MAX_CHECK {
+            return Err(invalid_argument([(
+                "lead_ids",
+                format!("at most {MAX_CHECK} per call; split the list"),
+            )]));
+        }
+        let mut ids = Vec::with_capacity(request.lead_ids.len());
+        for (i, text) in request.lead_ids.iter().enumerate() {
+            ids.push(parse_id::<LeadId>(
+                &format!("lead_ids[{i}]"),
+                text,
+                "lead id",
+            )?);
+        }
+        let known = self.intake.contactability(&ids).await.map_err(status_of)?;
+        let known: std::collections::HashMap<LeadId, bool> = known.into_iter().collect();
+        let mut response = pb::CheckContactableResponse::default();
+        for id in ids {
+            match known.get(&id) {
+                Some(true) => response.do_not_contact_lead_ids.push(id.to_string()),
+                Some(false) => {}
+                None => response.unknown_lead_ids.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(response))
     }
 
     type SubscribeStream = SubscribeStream;

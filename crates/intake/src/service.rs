@@ -436,6 +436,11 @@ impl Intake {
         self.store.lead(id).await?.ok_or(IntakeError::LeadNotFound)
     }
 
+    /// Of `ids`, the known leads and whether each is do-not-contact as of now.
+    pub async fn contactability(&self, ids: &[LeadId]) -> Result<Vec<(LeadId, bool)>, IntakeError> {
+        Ok(self.store.contactability(ids).await?)
+    }
+
     /// A page of the review queue, newest first.
     pub async fn rejections(
         &self,

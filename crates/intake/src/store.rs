@@ -5,7 +5,9 @@
 use jiff::Timestamp;
 use std::collections::HashMap;
 
-use runtime::db::{Db, DbError, Tx, from_micros, to_micros, values_placeholders};
+use runtime::db::{
+    Db, DbError, Tx, from_micros, list_placeholders, to_micros, values_placeholders,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -251,6 +253,30 @@ impl Store {
     pub async fn lead(&self, id: LeadId) -> Result<Option<Lead>, DbError> {
         let mut conn = self.db.reader().acquire().await?;
         read_lead(&mut conn, id).await
+    }
+
+    /// Of `ids`, the leads that exist, each with whether it is do-not-contact now.
+    pub async fn contactability(&self, ids: &[LeadId]) -> Result<Vec<(LeadId, bool)>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT lead_id, do_not_contact FROM leads WHERE lead_id IN ({})",
+            list_placeholders(0, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(self.db.reader()).await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_id(&row.try_get::<String, _>("lead_id")?)?,
+                    row.try_get::<i64, _>("do_not_contact")? != 0,
+                ))
+            })
+            .collect()
     }
 
     /// Adds contact keys to the suppression list; true if any was new.

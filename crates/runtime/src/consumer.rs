@@ -203,3 +203,77 @@ impl Backoff {
         *self = Self::default();
     }
 }
+
+/// An upstream service's event stream, as [`run`] consumes it.
+pub type UpstreamEvents =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Event, tonic::Status>> + Send>>;
+
+/// Where a consumer reads from: another fairchance service's `Subscribe` RPC.
+///
+/// Every service serves `Subscribe` with the same shapes (a `SubscribeFrom` in field 1 of the
+/// request, one `Event` in field 1 of each response), so one client reads them all.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The service's base URL, e.g. `http://intake:50051`.
+    pub url: String,
+    /// Fully qualified gRPC service name, e.g. `fairchance.intake.v1.IntakeService`.
+    pub service: &'static str,
+    /// Event types (short names) to receive; empty means all.
+    pub event_types: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireSubscribeRequest {
+    #[prost(message, optional, tag = "1")]
+    from: Option<proto::events::v1::SubscribeFrom>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireSubscribeResponse {
+    #[prost(message, optional, tag = "1")]
+    event: Option<Event>,
+}
+
+impl Upstream {
+    /// Opens the stream after `after_cursor`.
+    pub async fn subscribe(&self, after_cursor: String) -> Result<UpstreamEvents, tonic::Status> {
+        use tonic::codegen::http::uri::PathAndQuery;
+
+        let endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
+            .map_err(|e| tonic::Status::invalid_argument(format!("{}: {e}", self.url)))?
+            .connect_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect().await.map_err(|e| {
+            tonic::Status::unavailable(format!("{} unreachable at {}: {e}", self.service, self.url))
+        })?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("{}: {e}", self.service)))?;
+        let path: PathAndQuery = format!("/{}/Subscribe", self.service)
+            .parse()
+            .map_err(|_| tonic::Status::internal(format!("bad service name {}", self.service)))?;
+        let request = WireSubscribeRequest {
+            from: Some(proto::events::v1::SubscribeFrom {
+                after_cursor,
+                event_types: self.event_types.clone(),
+                replay_only: false,
+            }),
+        };
+        let stream = grpc
+            .server_streaming(
+                tonic::Request::new(request),
+                path,
+                tonic_prost::ProstCodec::<WireSubscribeRequest, WireSubscribeResponse>::default(),
+            )
+            .await?
+            .into_inner();
+        let service = self.service;
+        Ok(Box::pin(stream.map(move |item| {
+            item.and_then(|response| {
+                response.event.ok_or_else(|| {
+                    tonic::Status::internal(format!("{service} sent an empty event"))
+                })
+            })
+        })))
+    }
+}

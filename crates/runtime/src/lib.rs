@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod db;
 pub mod eventlog;
 pub mod grpc;
+pub mod hours;
 pub mod idempotency;
 pub mod playbook;
 pub mod server;

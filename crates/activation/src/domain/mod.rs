@@ -10,12 +10,12 @@
 //! - [`first_action`]: what the owner should do first, and whether what they did counts;
 //! - [`breach`]: why a lead was not activated in time, and who gets it next.
 //!
-//! [`hours`] holds the working-hours calendar the other modules share.
+//! [`hours`] (from the runtime) holds the working-hours calendar the other modules share.
 
 pub mod assign;
 pub mod breach;
 pub mod first_action;
-pub mod hours;
+pub use runtime::hours;
 pub mod routing;
 pub mod sla;
 

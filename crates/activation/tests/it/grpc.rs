@@ -151,7 +151,11 @@ async fn errors_name_their_field_or_reason_and_queues_page_by_deadline() {
         leads.push(submit(&mut r, n).await);
     }
     for lead in &leads {
-        assert_eq!(activation_of(&mut r, lead).await.owner_id, "anna");
+        let activation = activation_of(&mut r, lead).await;
+        assert_eq!(activation.owner_id, "anna");
+        // What followup needs to schedule in the owner's day and escalate to the manager.
+        assert_eq!(activation.owner_timezone, "UTC");
+        assert_eq!(activation.manager_id, "anna");
     }
 
     // The queue, two at a time, earliest deadline first, every lead once.

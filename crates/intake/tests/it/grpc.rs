@@ -236,3 +236,66 @@ async fn bulk_stream_reports_every_item() {
     }
     r.stop.cancel();
 }
+
+#[tokio::test]
+async fn check_contactable_reflects_an_opt_out_at_once() {
+    let mut r = start().await;
+    let mut ids = Vec::new();
+    for email in ["stays@example.com", "leaves@example.com"] {
+        let accepted = r
+            .client
+            .submit_lead(pb::SubmitLeadRequest {
+                lead: Some(lead(email)),
+                idempotency_key: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(accepted.lead.unwrap().lead_id);
+    }
+    let unknown = "01890000-0000-7000-8000-000000000000".to_owned();
+    let check = |ids: Vec<String>| pb::CheckContactableRequest { lead_ids: ids };
+
+    let before = r
+        .client
+        .check_contactable(check(vec![ids[0].clone(), ids[1].clone(), unknown.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.do_not_contact_lead_ids.is_empty());
+    assert_eq!(before.unknown_lead_ids, vec![unknown.clone()]);
+
+    r.client
+        .opt_out(pb::OptOutRequest {
+            email: "Leaves@Example.com".into(),
+            phone: String::new(),
+            reason: "unsubscribe link".into(),
+        })
+        .await
+        .unwrap();
+    let after = r
+        .client
+        .check_contactable(check(vec![ids[0].clone(), ids[1].clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.do_not_contact_lead_ids, vec![ids[1].clone()]);
+
+    let bad = r
+        .client
+        .check_contactable(check(vec!["not-a-uuid".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let field = bad.get_details_bad_request().unwrap().field_violations[0]
+        .field
+        .clone();
+    assert_eq!(field, "lead_ids[0]");
+    let too_many = r
+        .client
+        .check_contactable(check(vec![unknown; 1001]))
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    r.stop.cancel();
+}

@@ -1,4 +1,4 @@
-//! Working hours: when an owner can take a lead, and how business-hours SLA windows are
+//! Working hours: when someone works, and how business-hours windows (SLAs, follow-up delays) are
 //! counted. Hours are local wall-clock times in a time zone, so "09:00-17:30 in Berlin" stays
 //! 09:00-17:30 across daylight-saving changes; durations are measured in real elapsed time
 //! between the resulting instants, so a shift that spans a DST change is an hour shorter or

@@ -1,0 +1,1 @@
+//! Followup's domain (being written).

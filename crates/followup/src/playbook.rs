@@ -1,0 +1,1 @@
+//! The `[followup]` playbook section (being written).
