@@ -14,7 +14,7 @@ use tonic::Streaming;
 use crate::support::Suite;
 
 /// Everybody works around the clock; demo requests get 30 s, everything else 2 s.
-const PLAYBOOK: &str = r#"
+pub const PLAYBOOK: &str = r#"
 [intake]
 
 [activation]
@@ -78,7 +78,7 @@ template = "opener"
 alternatives = ["email"]
 "#;
 
-fn lead(email: &str, kind: ipb::IntentKind) -> ipb::SubmitLeadRequest {
+pub fn lead(email: &str, kind: ipb::IntentKind) -> ipb::SubmitLeadRequest {
     ipb::SubmitLeadRequest {
         lead: Some(ipb::LeadInput {
             contact: Some(ipb::Contact {

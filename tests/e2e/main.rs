@@ -2,5 +2,6 @@
 //! client team would.
 
 mod activation;
+mod followup;
 mod intake;
 mod support;

@@ -89,6 +89,8 @@ fn snapshot_of(event: &StoredEvent) -> Option<pb::Activation> {
         pb::EscalationRaised::decode(bytes).ok()?.activation
     } else if name == pb::LeadReassigned::full_name() {
         pb::LeadReassigned::decode(bytes).ok()?.activation
+    } else if name == pb::LeadDoNotContact::full_name() {
+        pb::LeadDoNotContact::decode(bytes).ok()?.activation
     } else {
         None
     }

@@ -228,6 +228,7 @@ impl Activation {
         let mut events = Emitted::default();
         if !record.facts.is_contactable() {
             record.state = State::DoNotContact;
+            events.0.push(do_not_contact_event(None, "no_consent", now));
             self.persist(tx, &record, &context, events, now).await?;
             return Ok(());
         }
@@ -272,10 +273,13 @@ impl Activation {
         if let Some(touch) = &merged.touch {
             packet.touches.push(touch_line(touch));
         }
+        let mut events = Emitted::default();
         if merged.do_not_contact && record.state.is_open() {
             record.state = State::DoNotContact;
+            events
+                .0
+                .push(do_not_contact_event(record.owner.clone(), "opted_out", now));
         }
-        let mut events = Emitted::default();
         // A re-engagement goes back to whoever holds the lead, with the new context.
         if record.owner.is_some() && record.state != State::DoNotContact {
             events.0.push(Box::new(move |a| assigned_event(a, now)));
@@ -302,8 +306,11 @@ impl Activation {
             };
             if record.state.is_open() {
                 record.state = State::DoNotContact;
-                self.persist(tx, &record, &context, Emitted::default(), now)
-                    .await?;
+                let mut events = Emitted::default();
+                events
+                    .0
+                    .push(do_not_contact_event(record.owner.clone(), "opted_out", now));
+                self.persist(tx, &record, &context, events, now).await?;
             }
         }
         Ok(())
@@ -697,6 +704,20 @@ fn assigned_event(activation: pb::Activation, now: Timestamp) -> NewEvent {
         },
         now,
     )
+}
+
+/// A lead leaving activation because it may not be contacted.
+fn do_not_contact_event(owner: Option<OwnerId>, reason: &'static str, now: Timestamp) -> MakeEvent {
+    Box::new(move |a| {
+        let lead_id = a.lead_id.clone();
+        let event = pb::LeadDoNotContact {
+            lead_id: lead_id.clone(),
+            owner_id: owner.as_ref().map(ToString::to_string).unwrap_or_default(),
+            reason: reason.into(),
+            activation: Some(a),
+        };
+        NewEvent::new(lead_id, &event, now)
+    })
 }
 
 /// The manager alert: a breach, or a lead nobody could take.

@@ -169,6 +169,10 @@ async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
         start::<activation::ActivationService>(&args, &config, &shutdown, &mut routes).await?;
     dbs.push(db);
     health.extend(h);
+    let (db, h) =
+        start::<followup::FollowupService>(&args, &config, &shutdown, &mut routes).await?;
+    dbs.push(db);
+    health.extend(h);
 
     print_banner(&args, &config, addr);
     runtime::server::serve(listener, routes, health, &config.server, shutdown).await?;
@@ -193,7 +197,7 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
         .unwrap_or_default();
     println!(
         "\nfairchance dev is serving on {addr}\n  \
-         services: intake, activation\n  \
+         services: intake, activation, followup\n  \
          storage:  {storage}\n  \
          playbook: {playbook} (edit it: changes apply within seconds)\n\n\
          Try it (grpcurl uses server reflection, no .proto files needed):\n  \
@@ -201,7 +205,8 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
          grpcurl -plaintext -d '{{\"lead\": {{\"contact\": {{\"name\": \"Ada Lovelace\", \"email\": \"ada@example.com\", \"company\": \"Analytical Engines\", \"country\": \"GB\"}}, \"source\": {{\"source\": \"website-demo-form\", \"campaign\": \"q4-demo\", \"message\": \"Can we see routing?\"}}, \"intent\": {{\"kind\": \"INTENT_KIND_DEMO_REQUEST\", \"strength\": \"INTENT_STRENGTH_HIGH\"}}}}}}' \\\n    \
          {addr} fairchance.intake.v1.IntakeService/SubmitLead\n  \
          grpcurl -plaintext -d '{{\"from\": {{\"replay_only\": true}}}}' {addr} fairchance.intake.v1.IntakeService/Subscribe\n  \
-         grpcurl -plaintext -d '{{}}' {addr} fairchance.activation.v1.ActivationService/WatchActivations\n\n\
+         grpcurl -plaintext -d '{{}}' {addr} fairchance.activation.v1.ActivationService/WatchActivations\n  \
+         grpcurl -plaintext -d '{{\"owner_id\": \"lena\"}}' {addr} fairchance.followup.v1.FollowupService/ListDueTasks\n\n\
          Stop with ctrl-c.\n"
     );
 }

@@ -71,6 +71,18 @@ pub fn from_proto_timestamp(ts: &prost_types::Timestamp) -> Option<jiff::Timesta
     jiff::Timestamp::new(ts.seconds, ts.nanos).ok()
 }
 
+/// An optional timestamp field of a request; a value out of range is an invalid argument
+/// naming `field`.
+pub fn optional_timestamp(
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<Option<jiff::Timestamp>, Status> {
+    ts.map(|ts| {
+        from_proto_timestamp(ts).ok_or_else(|| invalid_argument([(field, "not a valid time")]))
+    })
+    .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

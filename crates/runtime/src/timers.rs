@@ -58,6 +58,15 @@ pub trait TimerHandler: Send + Sync {
     /// Called after the transaction that applied the effects committed: the place to wake
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
+
+    /// Called once per claimed batch before any of it fires: the place for one call that
+    /// every timer of the batch depends on (e.g. asking another service about all their
+    /// subjects at once). An error leaves the whole batch claimed: it is retried when the
+    /// lease runs out, and nothing of it fires before.
+    fn prepare(&self, batch: &[Timer]) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = batch;
+        async { Ok(()) }
+    }
 }
 
 /// How long a claim lasts before another replica may take the timer over.
@@ -202,6 +211,13 @@ impl Timers {
         loop {
             let batch = self.claim_due(now, BATCH).await?;
             let full = batch.len() as i64 == BATCH;
+            if batch.is_empty() {
+                return Ok(fired);
+            }
+            if let Err(error) = handler.prepare(&batch).await {
+                tracing::warn!(timers = batch.len(), %error, "timer batch not ready; retried after its lease");
+                return Ok(fired);
+            }
             for timer in &batch {
                 let mut tx = self.db.begin().await?;
                 // Completing first takes the row (fenced by the claim) before any effect, so a

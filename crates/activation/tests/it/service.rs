@@ -525,6 +525,11 @@ pub async fn do_not_contact_leads_get_no_owner(f: Fixture) {
     assert_eq!(f.svc.get(lead2).await.unwrap().0.state, State::DoNotContact);
     f.clock.advance(SignedDuration::from_hours(2));
     assert_eq!(fire(&f).await, 0);
+    // Subscribers see both leave: the owner's queue and dashboards stay true.
+    assert_eq!(
+        event_types(&f, 3).await,
+        ["LeadDoNotContact", "LeadAssigned", "LeadDoNotContact"]
+    );
 }
 
 pub async fn a_deadline_that_passed_while_down_fires_on_start(f: Fixture) {

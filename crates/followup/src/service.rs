@@ -1,0 +1,673 @@
+//! Followup's use cases, each one transaction holding the enrolment, its timer, its open
+//! tasks and its events: enrol a lead from activation's stream, fire what is due, record
+//! what the owner did and what the lead did, pause and resume, and stop everything for a
+//! contact who opted out.
+//!
+//! Each enrolment keeps exactly one durable timer, at [`Enrollment::wake_at`]. Before a batch
+//! of due timers fires, intake is asked which of their leads are do-not-contact as of now
+//! (`CheckContactable`): an opt-out accepted anywhere before a step's due time means that step
+//! never fires, even if its event has not reached followup yet. When intake cannot answer,
+//! nothing fires until it can.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use prost::Message;
+use proto::activation::v1 as apb;
+use proto::events::v1::Event;
+use proto::followup::v1 as pb;
+use proto::intake::v1 as ipb;
+use proto::intake::v1::intake_service_client::IntakeServiceClient;
+use runtime::consumer::{EventHandler, HandlerError};
+use runtime::grpc::to_proto_timestamp;
+use runtime::playbook::Playbook;
+use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
+use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel as GrpcChannel;
+use uuid::Uuid;
+
+use crate::convert::{
+    change_text, change_to_event, engagement_to_proto, facts_from_activation, plan_to_proto,
+};
+use crate::domain::{Change, Engagement, Enrollment, FollowupError, TaskOutcome};
+use crate::playbook::FollowupPlaybook;
+use crate::store::{ContactKeys, Store, email_key, phone_key};
+
+/// Timer kind of an enrolment's next wake-up (a step, a pause's end, a momentum check).
+pub const WAKE_TIMER: &str = "followup_wake";
+/// Timer kind of an opt-out recorded here that intake has not confirmed yet.
+pub const OPT_OUT_TIMER: &str = "propagate_opt_out";
+/// How long intake has to answer a contactability check or an opt-out.
+const INTAKE_DEADLINE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no follow-up plan for this lead")]
+    NotFound,
+    #[error("task belongs to {owner:?}, the lead's current owner")]
+    NotOwner { owner: String },
+    #[error(transparent)]
+    Refused(#[from] FollowupError),
+    #[error(transparent)]
+    Storage(#[from] DbError),
+}
+
+/// An opt-out to hand to intake, durable until intake took it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingOptOut {
+    email: Option<String>,
+    phone: Option<String>,
+    reason: String,
+}
+
+/// Followup's application service.
+#[derive(Debug, Clone)]
+pub struct Followup {
+    store: Store,
+    log: EventLog,
+    timers: Timers,
+    playbook: Playbook<FollowupPlaybook>,
+    clock: SharedClock,
+    intake: IntakeServiceClient<GrpcChannel>,
+    /// Leads of the batch being fired that intake says are do-not-contact.
+    do_not_contact: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+impl Followup {
+    /// `intake_url` is where contactability is checked and opt-outs are forwarded; the
+    /// connection is made lazily, so followup starts while intake is still coming up.
+    pub fn new(
+        store: Store,
+        log: EventLog,
+        timers: Timers,
+        playbook: Playbook<FollowupPlaybook>,
+        clock: SharedClock,
+        intake_url: &str,
+    ) -> Result<Self, String> {
+        let channel = tonic::transport::Endpoint::from_shared(intake_url.to_owned())
+            .map_err(|e| format!("FAIRCHANCE_INTAKE_URL: {e}"))?
+            .connect_timeout(INTAKE_DEADLINE)
+            .timeout(INTAKE_DEADLINE)
+            .connect_lazy();
+        Ok(Self {
+            store,
+            log,
+            timers,
+            playbook,
+            clock,
+            intake: IntakeServiceClient::new(channel),
+            do_not_contact: Arc::default(),
+        })
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    pub fn playbook(&self) -> Arc<FollowupPlaybook> {
+        self.playbook.current()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now_micros()
+    }
+
+    fn backend(&self) -> runtime::Backend {
+        self.store.db().backend()
+    }
+
+    fn wake(&self) {
+        self.log.wake();
+        self.timers.wake();
+    }
+
+    /// Saves an enrolment, keeps its one timer at its next wake-up, records its touches and
+    /// opt-outs, and appends the events of `changes`.
+    async fn persist(
+        &self,
+        tx: &mut Tx,
+        enrollment: &Enrollment,
+        keys: &ContactKeys,
+        context: &[u8],
+        changes: &[Change],
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        self.persist_with(tx, enrollment, keys, context, changes, Vec::new(), now)
+            .await
+    }
+
+    /// [`Followup::persist`], with events of the service's own appended after the changes'.
+    #[allow(clippy::too_many_arguments)]
+    async fn persist_with(
+        &self,
+        tx: &mut Tx,
+        enrollment: &Enrollment,
+        keys: &ContactKeys,
+        context: &[u8],
+        changes: &[Change],
+        extra: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let playbook = self.playbook.current();
+        Store::save(tx, enrollment, keys, context).await?;
+        let subject = enrollment.lead.to_string();
+        match enrollment.wake_at(&playbook) {
+            Some(due_at) => {
+                let timer = NewTimer {
+                    kind: WAKE_TIMER.into(),
+                    subject: subject.clone(),
+                    due_at,
+                    payload: Vec::new(),
+                };
+                Timers::schedule(tx, &timer).await?;
+            }
+            None => {
+                Timers::cancel(tx, WAKE_TIMER, &subject).await?;
+            }
+        }
+        let plan = plan_to_proto(enrollment, &enrollment.plan(&playbook, now));
+        let mut events = Vec::new();
+        for change in changes {
+            match change {
+                Change::FollowUpDue { task, .. } if !keys.contact.is_empty() => {
+                    Store::add_touch(tx, &keys.contact, enrollment.lead, task.fired_at).await?;
+                }
+                Change::OptOutRequired { email, phone } => {
+                    self.record_opt_out(tx, email.as_deref(), phone.as_deref(), "followup", now)
+                        .await?;
+                }
+                _ => {}
+            }
+            if let Some(event) = change_to_event(enrollment, &plan, context, change) {
+                events.push(event.to_event(&subject, now));
+            }
+        }
+        events.extend(extra);
+        self.log.append(tx, &events).await?;
+        Ok(())
+    }
+
+    /// Suppresses a contact here and schedules telling intake, so that every service stops.
+    async fn record_opt_out(
+        &self,
+        tx: &mut Tx,
+        email: Option<&str>,
+        phone: Option<&str>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let keys: Vec<String> = email
+            .map(email_key)
+            .into_iter()
+            .chain(phone.map(phone_key))
+            .collect();
+        if Store::add_opt_out(tx, &keys, now, reason).await? {
+            let pending = PendingOptOut {
+                email: email.map(str::to_owned),
+                phone: phone.map(str::to_owned),
+                reason: format!("{reason} (recorded by followup)"),
+            };
+            let timer = NewTimer {
+                kind: OPT_OUT_TIMER.into(),
+                subject: keys.join(" "),
+                due_at: now,
+                payload: serde_json::to_vec(&pending).map_err(DbError::corrupt)?,
+            };
+            Timers::schedule(tx, &timer).await?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Upstream events
+    // -----------------------------------------------------------------------------------
+
+    /// Applies one event of activation's or intake's stream.
+    pub async fn apply_upstream_event(
+        &self,
+        tx: &mut Tx,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let Some(payload) = &event.payload else {
+            return Ok(());
+        };
+        let now = self.now();
+        match payload.type_url.rsplit('/').next().unwrap_or_default() {
+            "fairchance.activation.v1.LeadActivated" => {
+                let activated = apb::LeadActivated::decode(payload.value.as_slice())?;
+                if let Some(activation) = activated.activation {
+                    self.enroll(tx, &activation, now).await?;
+                }
+            }
+            "fairchance.activation.v1.LeadReassigned" => {
+                let moved = apb::LeadReassigned::decode(payload.value.as_slice())?;
+                if let Some(activation) = moved.activation {
+                    self.reassign(tx, &activation, now).await?;
+                }
+            }
+            "fairchance.activation.v1.EscalationRaised" => {
+                let raised = apb::EscalationRaised::decode(payload.value.as_slice())?;
+                if let (true, Some(activation)) = (raised.manager_owns, raised.activation) {
+                    self.reassign(tx, &activation, now).await?;
+                }
+            }
+            "fairchance.intake.v1.ContactOptedOut" => {
+                let opted = ipb::ContactOptedOut::decode(payload.value.as_slice())?;
+                self.contact_opted_out(tx, &opted, now).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn enroll(
+        &self,
+        tx: &mut Tx,
+        activation: &apb::Activation,
+        now: Timestamp,
+    ) -> Result<(), HandlerError> {
+        let Some(facts) = facts_from_activation(activation) else {
+            tracing::warn!(lead = %activation.lead_id, "LeadActivated without a usable lead id; skipped");
+            return Ok(());
+        };
+        let lead = facts.lead;
+        if Store::load_for_update(tx, self.backend(), lead)
+            .await?
+            .is_some()
+        {
+            // Activated again (a re-engagement after a breach): the plan already runs.
+            return Ok(());
+        }
+        let keys = ContactKeys::new(facts.email.as_deref(), facts.phone.as_deref());
+        let context = activation
+            .context
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .unwrap_or_default();
+        let playbook = self.playbook.current();
+        let (mut enrollment, mut changes) = match Enrollment::enroll(&playbook, facts, now) {
+            Ok(enrolled) => enrolled,
+            Err(error) => {
+                // A playbook without a matching cadence is an operator's fix, not a reason to
+                // block the stream: the lead is logged and skipped.
+                tracing::warn!(%lead, %error, "lead not enrolled");
+                return Ok(());
+            }
+        };
+        if Store::is_opted_out(tx, &keys).await? {
+            // Known already: stop at once, nothing to forward.
+            changes.extend(
+                enrollment
+                    .opt_out(now)
+                    .into_iter()
+                    .filter(|c| !matches!(c, Change::OptOutRequired { .. })),
+            );
+        }
+        self.persist(tx, &enrollment, &keys, &context, &changes, now)
+            .await?;
+        Ok(())
+    }
+
+    async fn reassign(
+        &self,
+        tx: &mut Tx,
+        activation: &apb::Activation,
+        now: Timestamp,
+    ) -> Result<(), HandlerError> {
+        let Ok(lead) = activation.lead_id.parse::<Uuid>() else {
+            return Ok(());
+        };
+        let Some((mut enrollment, keys, context)) =
+            Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        if activation.owner_id.is_empty() || activation.owner_id == enrollment.owner() {
+            return Ok(());
+        }
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let changes = enrollment.reassign(
+            &activation.owner_id,
+            non_empty(&activation.manager_id).as_deref(),
+            non_empty(&activation.owner_timezone).as_deref(),
+        );
+        self.persist(tx, &enrollment, &keys, &context, &changes, now)
+            .await?;
+        Ok(())
+    }
+
+    async fn contact_opted_out(
+        &self,
+        tx: &mut Tx,
+        opted: &ipb::ContactOptedOut,
+        now: Timestamp,
+    ) -> Result<(), HandlerError> {
+        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let email = non_empty(&opted.email);
+        let phone = non_empty(&opted.phone);
+        let keys: Vec<String> = email
+            .as_deref()
+            .map(email_key)
+            .into_iter()
+            .chain(phone.as_deref().map(phone_key))
+            .collect();
+        // Intake already knows: record it here without sending it back.
+        Store::add_opt_out(tx, &keys, now, &opted.reason).await?;
+        let mut leads = Store::leads_of_contact(tx, &keys).await?;
+        for id in &opted.lead_ids {
+            if let Ok(lead) = id.parse::<Uuid>()
+                && !leads.contains(&lead)
+            {
+                leads.push(lead);
+            }
+        }
+        for lead in leads {
+            self.stop_for_opt_out(tx, lead, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every pending step of a lead whose contact opted out.
+    async fn stop_for_opt_out(
+        &self,
+        tx: &mut Tx,
+        lead: Uuid,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let Some((mut enrollment, keys, context)) =
+            Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        if enrollment.is_over() {
+            return Ok(());
+        }
+        // The suppression is already known (intake's event, or the check before firing):
+        // nothing to forward.
+        let changes: Vec<Change> = enrollment
+            .opt_out(now)
+            .into_iter()
+            .filter(|c| !matches!(c, Change::OptOutRequired { .. }))
+            .collect();
+        self.persist(tx, &enrollment, &keys, &context, &changes, now)
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Timers
+    // -----------------------------------------------------------------------------------
+
+    /// Whatever is due for one lead at `now`.
+    async fn wake_lead(&self, tx: &mut Tx, lead: Uuid, now: Timestamp) -> Result<(), DbError> {
+        let do_not_contact = self
+            .do_not_contact
+            .lock()
+            .map(|set| set.contains(&lead))
+            .unwrap_or(true);
+        if do_not_contact {
+            return self.stop_for_opt_out(tx, lead, now).await;
+        }
+        let Some((mut enrollment, keys, context)) =
+            Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        if Store::is_opted_out(tx, &keys).await? {
+            drop(enrollment);
+            return self.stop_for_opt_out(tx, lead, now).await;
+        }
+        let playbook = self.playbook.current();
+        let since = now
+            .checked_sub(playbook.frequency_window())
+            .unwrap_or(Timestamp::MIN);
+        let touches = if keys.contact.is_empty() {
+            Vec::new()
+        } else {
+            Store::touches_since(tx, &keys.contact, since).await?
+        };
+        // The proof service joins later; until then a proof step goes out with the cadence's
+        // default template and says so.
+        let changes = enrollment.on_due(&playbook, now, &touches, None);
+        self.persist(tx, &enrollment, &keys, &context, &changes, now)
+            .await
+    }
+
+    /// Forwards an opt-out recorded here to intake; an error retries it after the lease.
+    async fn propagate_opt_out(&self, timer: &Timer) -> Result<(), HandlerError> {
+        let pending: PendingOptOut = serde_json::from_slice(&timer.payload)?;
+        let mut intake = self.intake.clone();
+        intake
+            .opt_out(ipb::OptOutRequest {
+                email: pending.email.unwrap_or_default(),
+                phone: pending.phone.unwrap_or_default(),
+                reason: pending.reason,
+            })
+            .await?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // API
+    // -----------------------------------------------------------------------------------
+
+    /// Forgets touches older than twice the frequency cap's window.
+    pub async fn prune_touches(&self) -> Result<u64, DbError> {
+        let window = self.playbook.current().frequency_window();
+        let before = self.now().checked_sub(window * 2).unwrap_or(Timestamp::MIN);
+        self.store.prune_touches(before).await
+    }
+
+    /// A lead's enrolment and context packet.
+    pub async fn get(&self, lead: Uuid) -> Result<(Enrollment, Vec<u8>), ServiceError> {
+        let (enrollment, _, context) =
+            self.store.load(lead).await?.ok_or(ServiceError::NotFound)?;
+        Ok((enrollment, context))
+    }
+
+    /// An owner's open tasks, oldest due first: (enrolment, task number, context).
+    pub async fn due_tasks(
+        &self,
+        owner: &str,
+        after: Option<crate::store::TaskKey>,
+        limit: usize,
+    ) -> Result<Vec<(crate::store::TaskKey, Enrollment, Vec<u8>)>, ServiceError> {
+        let keys = self
+            .store
+            .open_tasks(owner, after, i64::try_from(limit).unwrap_or(i64::MAX))
+            .await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some((enrollment, _, context)) = self.store.load(key.lead).await? {
+                out.push((key, enrollment, context));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `op` on a lead's enrolment in one transaction and persists what it changed, with
+    /// the events `extra` builds from the result.
+    async fn change<F, E>(
+        &self,
+        lead: Uuid,
+        op: F,
+        extra: E,
+    ) -> Result<(Enrollment, Vec<Change>), ServiceError>
+    where
+        F: FnOnce(
+                &mut Enrollment,
+                &FollowupPlaybook,
+                Timestamp,
+            ) -> Result<Vec<Change>, ServiceError>
+            + Send,
+        E: FnOnce(&Enrollment, &[Change], Timestamp) -> Vec<NewEvent> + Send,
+    {
+        let mut tx = self.store.db().begin().await?;
+        let (mut enrollment, keys, context) = Store::load_for_update(&mut tx, self.backend(), lead)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let now = self.now();
+        let playbook = self.playbook.current();
+        let changes = op(&mut enrollment, &playbook, now)?;
+        let extra = extra(&enrollment, &changes, now);
+        self.persist_with(&mut tx, &enrollment, &keys, &context, &changes, extra, now)
+            .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        self.wake();
+        Ok((enrollment, changes))
+    }
+
+    pub async fn complete_task(
+        &self,
+        lead: Uuid,
+        task: u32,
+        owner: &str,
+        outcome: TaskOutcome,
+        at: Option<Timestamp>,
+    ) -> Result<Enrollment, ServiceError> {
+        let (enrollment, _) = self
+            .change(
+                lead,
+                |e, playbook, now| {
+                    if e.owner() != owner {
+                        return Err(ServiceError::NotOwner {
+                            owner: e.owner().to_owned(),
+                        });
+                    }
+                    Ok(e.complete_task(playbook, task, outcome, at.unwrap_or(now).min(now))?)
+                },
+                no_events,
+            )
+            .await?;
+        Ok(enrollment)
+    }
+
+    /// Records a buyer signal; returns the enrolment and what the signal changed, in words.
+    pub async fn record_engagement(
+        &self,
+        lead: Uuid,
+        engagement: Engagement,
+        at: Option<Timestamp>,
+    ) -> Result<(Enrollment, String), ServiceError> {
+        let (kind, sentiment) = engagement_to_proto(&engagement);
+        let (enrollment, changes) = self
+            .change(
+                lead,
+                |e, playbook, now| {
+                    Ok(e.record_engagement(playbook, engagement, at.unwrap_or(now).min(now)))
+                },
+                |e, changes, now| {
+                    let event = pb::EngagementRecorded {
+                        lead_id: e.lead.to_string(),
+                        kind: kind as i32,
+                        sentiment: sentiment as i32,
+                        occurred_at: Some(to_proto_timestamp(at.unwrap_or(now).min(now))),
+                        effect: effect_of(changes),
+                    };
+                    vec![NewEvent::new(e.lead.to_string(), &event, now)]
+                },
+            )
+            .await?;
+        Ok((enrollment, effect_of(&changes)))
+    }
+
+    pub async fn pause(
+        &self,
+        lead: Uuid,
+        until: Option<Timestamp>,
+        reason: String,
+    ) -> Result<Enrollment, ServiceError> {
+        let (enrollment, _) = self
+            .change(
+                lead,
+                |e, playbook, now| Ok(e.pause(playbook, until, reason, now)?),
+                no_events,
+            )
+            .await?;
+        Ok(enrollment)
+    }
+
+    pub async fn resume(&self, lead: Uuid) -> Result<Enrollment, ServiceError> {
+        let (enrollment, _) = self
+            .change(
+                lead,
+                |e, playbook, now| Ok(e.resume(playbook, now)?),
+                no_events,
+            )
+            .await?;
+        Ok(enrollment)
+    }
+}
+
+fn no_events(_: &Enrollment, _: &[Change], _: Timestamp) -> Vec<NewEvent> {
+    Vec::new()
+}
+
+/// What a list of changes did, in words; "no change to the plan" when nothing visible.
+fn effect_of(changes: &[Change]) -> String {
+    let parts: Vec<String> = changes.iter().filter_map(change_text).collect();
+    if parts.is_empty() {
+        "recorded; no change to the plan".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+impl EventHandler for Followup {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandlerError> {
+        self.apply_upstream_event(tx, event).await
+    }
+
+    fn after_commit(&self) {
+        self.wake();
+    }
+}
+
+impl TimerHandler for Followup {
+    async fn prepare(&self, batch: &[Timer]) -> Result<(), HandlerError> {
+        let leads: Vec<String> = batch
+            .iter()
+            .filter(|t| t.kind == WAKE_TIMER)
+            .map(|t| t.subject.clone())
+            .collect();
+        let mut found = HashSet::new();
+        if !leads.is_empty() {
+            let mut intake = self.intake.clone();
+            let answer = intake
+                .check_contactable(ipb::CheckContactableRequest { lead_ids: leads })
+                .await?
+                .into_inner();
+            found.extend(
+                answer
+                    .do_not_contact_lead_ids
+                    .iter()
+                    .filter_map(|id| id.parse::<Uuid>().ok()),
+            );
+        }
+        *self
+            .do_not_contact
+            .lock()
+            .map_err(|_| "contactability cache poisoned")? = found;
+        Ok(())
+    }
+
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        let now = self.now();
+        match timer.kind.as_str() {
+            WAKE_TIMER => self.wake_lead(tx, timer.subject.parse()?, now).await?,
+            OPT_OUT_TIMER => self.propagate_opt_out(timer).await?,
+            other => tracing::warn!(kind = other, "unknown timer kind; dropped"),
+        }
+        Ok(())
+    }
+
+    fn after_commit(&self) {
+        self.wake();
+    }
+}
