@@ -31,7 +31,7 @@ steps = [
 "#;
 
 /// Submits a lead, waits for its owner and records a relevant first action.
-async fn activate(channel: &Channel, email: &str) -> (String, String) {
+pub async fn activate(channel: &Channel, email: &str) -> (String, String) {
     let mut intake = IntakeServiceClient::new(channel.clone());
     let mut activation = ActivationServiceClient::new(channel.clone());
     let submitted = intake

@@ -4,4 +4,5 @@
 mod activation;
 mod followup;
 mod intake;
+mod proof;
 mod support;

@@ -173,6 +173,9 @@ async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
         start::<followup::FollowupService>(&args, &config, &shutdown, &mut routes).await?;
     dbs.push(db);
     health.extend(h);
+    let (db, h) = start::<proof::ProofService>(&args, &config, &shutdown, &mut routes).await?;
+    dbs.push(db);
+    health.extend(h);
 
     print_banner(&args, &config, addr);
     runtime::server::serve(listener, routes, health, &config.server, shutdown).await?;
@@ -197,7 +200,7 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
         .unwrap_or_default();
     println!(
         "\nfairchance dev is serving on {addr}\n  \
-         services: intake, activation, followup\n  \
+         services: intake, activation, followup, proof\n  \
          storage:  {storage}\n  \
          playbook: {playbook} (edit it: changes apply within seconds)\n\n\
          Try it (grpcurl uses server reflection, no .proto files needed):\n  \
@@ -206,7 +209,8 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
          {addr} fairchance.intake.v1.IntakeService/SubmitLead\n  \
          grpcurl -plaintext -d '{{\"from\": {{\"replay_only\": true}}}}' {addr} fairchance.intake.v1.IntakeService/Subscribe\n  \
          grpcurl -plaintext -d '{{}}' {addr} fairchance.activation.v1.ActivationService/WatchActivations\n  \
-         grpcurl -plaintext -d '{{\"owner_id\": \"lena\"}}' {addr} fairchance.followup.v1.FollowupService/ListDueTasks\n\n\
+         grpcurl -plaintext -d '{{\"owner_id\": \"lena\"}}' {addr} fairchance.followup.v1.FollowupService/ListDueTasks\n  \
+         grpcurl -plaintext -d '{{}}' {addr} fairchance.proof.v1.ProofService/ListAssets\n\n\
          Stop with ctrl-c.\n"
     );
 }

@@ -71,6 +71,12 @@ impl ServiceSpec for FollowupService {
             &intake_url,
         )
         .map_err(StartError::Other)?;
+        // Proof is optional: without it, proof steps go out with the cadence's default
+        // template and say so.
+        let followup = match ctx.config.upstreams.get("proof") {
+            Some(url) => followup.with_proof(url).map_err(StartError::Other)?,
+            None => followup,
+        };
         log.spawn_listener(ctx.shutdown.clone());
         tokio::spawn({
             let (timers, followup, clock, stop) = (

@@ -20,6 +20,8 @@ use proto::events::v1::Event;
 use proto::followup::v1 as pb;
 use proto::intake::v1 as ipb;
 use proto::intake::v1::intake_service_client::IntakeServiceClient;
+use proto::proof::v1 as ppb;
+use proto::proof::v1::proof_service_client::ProofServiceClient;
 use runtime::consumer::{EventHandler, HandlerError};
 use runtime::grpc::to_proto_timestamp;
 use runtime::playbook::Playbook;
@@ -32,7 +34,7 @@ use uuid::Uuid;
 use crate::convert::{
     change_text, change_to_event, engagement_to_proto, facts_from_activation, plan_to_proto,
 };
-use crate::domain::{Change, Engagement, Enrollment, FollowupError, TaskOutcome};
+use crate::domain::{Change, Engagement, Enrollment, FollowupError, ProofPick, TaskOutcome};
 use crate::playbook::FollowupPlaybook;
 use crate::store::{ContactKeys, Store, email_key, phone_key};
 
@@ -42,6 +44,17 @@ pub const WAKE_TIMER: &str = "followup_wake";
 pub const OPT_OUT_TIMER: &str = "propagate_opt_out";
 /// How long intake has to answer a contactability check or an opt-out.
 const INTAKE_DEADLINE: Duration = Duration::from_secs(3);
+/// How long proof has to pick an asset before the step goes out with its default template.
+const PROOF_DEADLINE: Duration = Duration::from_secs(1);
+
+/// A channel to another service, connected on first use.
+fn lazy_channel(key: &str, url: &str, deadline: Duration) -> Result<GrpcChannel, String> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("{key}: {e}"))?
+        .connect_timeout(deadline)
+        .timeout(deadline)
+        .connect_lazy())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -72,6 +85,8 @@ pub struct Followup {
     playbook: Playbook<FollowupPlaybook>,
     clock: SharedClock,
     intake: IntakeServiceClient<GrpcChannel>,
+    /// Where proof steps ask for their asset; none when no proof service is configured.
+    proof: Option<ProofServiceClient<GrpcChannel>>,
     /// Leads of the batch being fired that intake says are do-not-contact.
     do_not_contact: Arc<Mutex<HashSet<Uuid>>>,
 }
@@ -87,20 +102,57 @@ impl Followup {
         clock: SharedClock,
         intake_url: &str,
     ) -> Result<Self, String> {
-        let channel = tonic::transport::Endpoint::from_shared(intake_url.to_owned())
-            .map_err(|e| format!("FAIRCHANCE_INTAKE_URL: {e}"))?
-            .connect_timeout(INTAKE_DEADLINE)
-            .timeout(INTAKE_DEADLINE)
-            .connect_lazy();
         Ok(Self {
             store,
             log,
             timers,
             playbook,
             clock,
-            intake: IntakeServiceClient::new(channel),
+            intake: IntakeServiceClient::new(lazy_channel(
+                "FAIRCHANCE_INTAKE_URL",
+                intake_url,
+                INTAKE_DEADLINE,
+            )?),
+            proof: None,
             do_not_contact: Arc::default(),
         })
+    }
+
+    /// Proof steps ask the proof service at `url` which asset to send.
+    pub fn with_proof(mut self, url: &str) -> Result<Self, String> {
+        self.proof = Some(ProofServiceClient::new(lazy_channel(
+            "FAIRCHANCE_PROOF_URL",
+            url,
+            PROOF_DEADLINE,
+        )?));
+        Ok(self)
+    }
+
+    /// The proof service's pick for a lead's proof step; `None` (the step goes out with the
+    /// cadence's default template and says so) when it has none or does not answer in time.
+    async fn ask_proof(&self, lead: Uuid) -> Option<ProofPick> {
+        let mut proof = self.proof.clone()?;
+        let answer = proof
+            .next_proof(ppb::NextProofRequest {
+                lead_id: lead.to_string(),
+            })
+            .await;
+        match answer {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                let asset = answer
+                    .asset
+                    .filter(|_| answer.verdict == ppb::Verdict::Recommended as i32)?;
+                Some(ProofPick {
+                    asset_id: asset.asset_id,
+                    note: Some(answer.reason).filter(|r| !r.is_empty()),
+                })
+            }
+            Err(status) => {
+                tracing::warn!(%lead, code = ?status.code(), "proof service did not answer; the step uses the default template");
+                None
+            }
+        }
     }
 
     pub fn log(&self) -> &EventLog {
@@ -432,9 +484,12 @@ impl Followup {
         } else {
             Store::touches_since(tx, &keys.contact, since).await?
         };
-        // The proof service joins later; until then a proof step goes out with the cadence's
-        // default template and says so.
-        let changes = enrollment.on_due(&playbook, now, &touches, None);
+        let proof = if enrollment.due_is_proof(&playbook, now, &touches) {
+            self.ask_proof(lead).await
+        } else {
+            None
+        };
+        let changes = enrollment.on_due(&playbook, now, &touches, proof);
         self.persist(tx, &enrollment, &keys, &context, &changes, now)
             .await
     }
