@@ -7,7 +7,9 @@
 //!    persona (see [`super::asset`]); and its stage may be at most the lead's
 //!    [frontier](BeliefState::frontier), the stage after the highest installed (stage
 //!    gating: no mechanism proof before problem awareness, no capability proof before the
-//!    mechanism is understood).
+//!    mechanism is understood). An open objection relaxes the stage gate once problem
+//!    awareness is installed: a buyer who asks about security now gets the security proof
+//!    now, whatever stage it was written for, because the concern exists.
 //! 2. **Focus**: the oldest open objection that some gated-in asset answers comes first;
 //!    for it, an asset is a candidate if it answers the checkpoint and was not delivered to
 //!    this lead since the objection was raised (one sent before the concern existed was
@@ -199,12 +201,24 @@ impl BeliefState {
             catalog.iter().map(|a| self.gate(a, frontier)).collect();
         let passes = |i: usize| gates[i].is_ok();
         let indices = || (0..catalog.len()).filter(|&i| passes(i));
+        // The concern exists once it is raised: with problem awareness installed, proof that
+        // answers it may come from any stage.
+        let objection_frontier = if self.is_installed(Stage::ProblemAwareness) {
+            Stage::CapabilityTrust
+        } else {
+            frontier
+        };
+        let objection_gates: Vec<Result<u32, PassReason>> = catalog
+            .iter()
+            .map(|a| self.gate(a, objection_frontier))
+            .collect();
 
         // The oldest open objection something answers; the ones before it nothing answers.
         let mut unanswerable: Vec<&Objection> = Vec::new();
         let mut focus = None;
         for objection in self.open_objections() {
-            let candidates: Vec<usize> = indices()
+            let candidates: Vec<usize> = (0..catalog.len())
+                .filter(|&i| objection_gates[i].is_ok())
                 .filter(|&i| catalog[i].answers(objection.checkpoint))
                 .filter(|&i| {
                     self.delivered_at(&catalog[i].id)
@@ -234,8 +248,12 @@ impl BeliefState {
             }
         });
 
+        let focus_gates = match &focus {
+            Focus::Objection(_) => &objection_gates,
+            Focus::Frontier | Focus::Reinforce => &gates,
+        };
         let why_not = |i: usize| -> PassReason {
-            if let Err(reason) = &gates[i] {
+            if let Err(reason) = &focus_gates[i] {
                 return reason.clone();
             }
             let asset = &catalog[i];
@@ -304,7 +322,7 @@ impl BeliefState {
                 let mean = record.mean(prior);
                 let bound = playbook.max_deviation();
                 let draw = record.sample(prior, rng).clamp(mean - bound, mean + bound);
-                let matched = gates[index].as_ref().copied().unwrap_or(0);
+                let matched = focus_gates[index].as_ref().copied().unwrap_or(0);
                 Scored {
                     index,
                     score: draw + playbook.tag_bonus() * f64::from(matched),
@@ -333,7 +351,7 @@ impl BeliefState {
             })
             .collect();
         let asset = &catalog[best.index];
-        let matched = gates[best.index].as_ref().copied().unwrap_or(0);
+        let matched = focus_gates[best.index].as_ref().copied().unwrap_or(0);
         let reason = self.chosen_reason(asset, &focus, &unanswerable, matched, best, scored.len());
         Recommendation::Asset {
             asset: asset.clone(),

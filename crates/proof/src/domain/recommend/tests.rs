@@ -181,17 +181,50 @@ fn with_no_proof_for_the_frontier_an_installed_stage_is_reinforced() {
     );
 }
 
+fn security_pack_withdrawn() -> Asset {
+    let mut pack = asset(
+        "security-pack",
+        Stage::CapabilityTrust,
+        &[Checkpoint::SecurityCompliance],
+    );
+    pack.active = false;
+    pack
+}
+
+#[test]
+fn an_objection_is_answered_by_proof_from_any_stage_once_the_problem_is_seen() {
+    let pb = playbook();
+    let catalog = vec![
+        asset("demo", Stage::MechanismUnderstanding, &[]),
+        asset(
+            "security-pack",
+            Stage::CapabilityTrust,
+            &[Checkpoint::SecurityCompliance],
+        ),
+    ];
+    let mut s = state();
+    // Without the objection, capability proof stays behind the frontier.
+    s.record_signal(
+        Signal::Reply {
+            sentiment: Sentiment::Positive,
+        },
+        at("09:00"),
+    );
+    let r = s.next_proof(&catalog, untried, &pb, at("09:10"), &mut rng());
+    assert_eq!(chosen(&r), "demo");
+    // The buyer asks about security: the security pack answers it now.
+    s.record_objection(Checkpoint::SecurityCompliance, "SOC 2?", at("09:20"));
+    let r = s.next_proof(&catalog, untried, &pb, at("09:30"), &mut rng());
+    assert_eq!(chosen(&r), "security-pack");
+}
+
 #[test]
 fn an_open_objection_comes_first() {
     let pb = playbook();
     let catalog = vec![
         asset("demo", Stage::MechanismUnderstanding, &[]),
         asset("roi", Stage::MechanismUnderstanding, &[Checkpoint::Price]),
-        asset(
-            "security-pack",
-            Stage::CapabilityTrust,
-            &[Checkpoint::SecurityCompliance],
-        ),
+        security_pack_withdrawn(),
         asset("aware", Stage::ProblemAwareness, &[]),
     ];
     let mut s = state();
@@ -209,8 +242,8 @@ fn an_open_objection_comes_first() {
             .all(|(_, why)| why.code() != "not_for_objection")
     );
 
-    // A security objection first (nothing may answer it yet: the pack is capability proof),
-    // then a price objection.
+    // A security objection first (nothing may answer it: the pack is withdrawn), then a
+    // price objection.
     s.record_objection(
         Checkpoint::SecurityCompliance,
         "Legal needs your SOC 2 report",
@@ -232,13 +265,7 @@ fn an_open_objection_comes_first() {
                     checkpoint: Checkpoint::Price
                 }
             ),
-            (
-                "security-pack",
-                &PassReason::StageGated {
-                    stage: Stage::CapabilityTrust,
-                    frontier: Stage::MechanismUnderstanding
-                }
-            ),
+            ("security-pack", &PassReason::Inactive),
             (
                 "aware",
                 &PassReason::NotForObjection {
@@ -273,16 +300,12 @@ fn an_open_objection_comes_first() {
         })
     );
 
-    // The ROI calculator goes out and answers it; once the mechanism is understood, the
-    // security objection's answer is allowed and comes first.
+    // The ROI calculator goes out and answers it; once the security pack is back in use,
+    // the security objection's answer comes first.
     let roi = catalog[1].clone();
     s.record_delivery(&roi, at("10:15")).unwrap();
-    s.record_signal(
-        Signal::Note {
-            shows: Some(Stage::MechanismUnderstanding),
-        },
-        day(6, "09:00"),
-    );
+    let mut catalog = catalog;
+    catalog[2].active = true;
     let r = s.next_proof(&catalog, untried, &pb, day(6, "09:00"), &mut rng());
     assert_eq!(chosen(&r), "security-pack");
     assert!(
@@ -505,13 +528,17 @@ fn nothing_fits_says_why() {
         smb,
     ];
     s.profile = LeadProfile::new("enterprise", "", "");
-    s.record_objection(Checkpoint::SecurityCompliance, "SOC 2?", at("09:00"));
+    s.record_objection(
+        Checkpoint::SwitchingCost,
+        "Moving off our CRM?",
+        at("09:00"),
+    );
     let r = s.next_proof(&catalog, untried, &pb, at("09:30"), &mut rng());
     assert_eq!(
         reason(&r),
         "no proof fits this lead now: of 3 assets, 2 serve a stage beyond \
          mechanism_understanding (problem_awareness installed), 1 for other segments, \
-         industries or personas; nothing eligible answers the open security_compliance objection"
+         industries or personas; nothing eligible answers the open switching_cost objection"
     );
     assert_eq!(r.change(), None);
 }
