@@ -6,6 +6,7 @@
 
 mod activation_bench;
 mod intake_bench;
+mod timers_bench;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,41 @@ pub struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
+    /// Run only these parts (comma-separated or repeated): `intake`, `activation`, `timers`
+    /// (both of: `timers-sla`, `timers-dispatch`). Empty runs everything.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Open SLA timers (activations waiting for their first action) seeded for `timers-sla`.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub open_timers: usize,
+    /// Of those, how many come due during the measurement (spread over 15 s).
+    #[arg(long, default_value_t = 3_000)]
+    pub sla_band: usize,
+    /// Due rows each dispatch measurement (`timers-dispatch`) works off.
+    #[arg(long, default_value_t = 200_000)]
+    pub dispatch_rows: usize,
+    /// Concurrent claimers (raw workers, runtime schedulers) in `timers-dispatch`.
+    #[arg(long, default_value_t = 4)]
+    pub dispatch_workers: usize,
+    /// The `fairchance-activation` binary `timers-sla` starts; by default the one next to this
+    /// benchmark's binary, built first with `cargo build --release -p activation`.
+    #[arg(long)]
+    pub activation_bin: Option<PathBuf>,
+}
+
+impl Args {
+    /// Whether the part `name` runs: selected by its own name or a prefix before a `-`
+    /// (`timers` selects `timers-sla`).
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty()
+            || self.only.iter().any(|o| {
+                let o = o.trim();
+                name == o
+                    || name
+                        .strip_prefix(o)
+                        .is_some_and(|rest| rest.starts_with('-'))
+            })
+    }
 }
 
 /// One figure next to its baseline.
@@ -70,8 +106,20 @@ struct Machine {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut rows = intake_bench::run(&args).await?;
-    rows.extend(activation_bench::run(&args).await?);
+    let mut rows = Vec::new();
+    if args.runs("intake") {
+        rows.extend(intake_bench::run(&args).await?);
+    }
+    if args.runs("activation") {
+        rows.extend(activation_bench::run(&args).await?);
+    }
+    rows.extend(timers_bench::run(&args).await?);
+    if rows.is_empty() {
+        anyhow::bail!(
+            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch)",
+            args.only
+        );
+    }
     print_table(&rows);
     let report = Report {
         machine: Machine {
@@ -135,12 +183,12 @@ impl BenchDb {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n{:<44} {:>14} {:<10} {:<40} {:>14} {:>7}",
+        "\n{:<52} {:>14} {:<10} {:<48} {:>14} {:>7}",
         "figure", "value", "unit", "baseline", "baseline", "ratio"
     );
     for r in rows {
         println!(
-            "{:<44} {:>14.1} {:<10} {:<40} {:>14.1} {:>7.2}",
+            "{:<52} {:>14.1} {:<10} {:<48} {:>14.1} {:>7.2}",
             r.name, r.value, r.unit, r.baseline_name, r.baseline, r.ratio
         );
         if !r.note.is_empty() {
