@@ -2,6 +2,7 @@
 //! client team would.
 
 mod activation;
+mod feedback;
 mod followup;
 mod intake;
 mod proof;

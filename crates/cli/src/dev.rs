@@ -176,6 +176,10 @@ async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
     let (db, h) = start::<proof::ProofService>(&args, &config, &shutdown, &mut routes).await?;
     dbs.push(db);
     health.extend(h);
+    let (db, h) =
+        start::<feedback::FeedbackService>(&args, &config, &shutdown, &mut routes).await?;
+    dbs.push(db);
+    health.extend(h);
 
     print_banner(&args, &config, addr);
     runtime::server::serve(listener, routes, health, &config.server, shutdown).await?;
@@ -200,7 +204,7 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
         .unwrap_or_default();
     println!(
         "\nfairchance dev is serving on {addr}\n  \
-         services: intake, activation, followup, proof\n  \
+         services: intake, activation, followup, proof, feedback\n  \
          storage:  {storage}\n  \
          playbook: {playbook} (edit it: changes apply within seconds)\n\n\
          Try it (grpcurl uses server reflection, no .proto files needed):\n  \
@@ -210,7 +214,8 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
          grpcurl -plaintext -d '{{\"from\": {{\"replay_only\": true}}}}' {addr} fairchance.intake.v1.IntakeService/Subscribe\n  \
          grpcurl -plaintext -d '{{}}' {addr} fairchance.activation.v1.ActivationService/WatchActivations\n  \
          grpcurl -plaintext -d '{{\"owner_id\": \"lena\"}}' {addr} fairchance.followup.v1.FollowupService/ListDueTasks\n  \
-         grpcurl -plaintext -d '{{}}' {addr} fairchance.proof.v1.ProofService/ListAssets\n\n\
+         grpcurl -plaintext -d '{{}}' {addr} fairchance.proof.v1.ProofService/ListAssets\n  \
+         grpcurl -plaintext -d '{{\"from\": \"2026-01-01T00:00:00Z\"}}' {addr} fairchance.feedback.v1.FeedbackService/GetSourceReport\n\n\
          Stop with ctrl-c.\n"
     );
 }

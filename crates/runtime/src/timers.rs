@@ -73,6 +73,9 @@ pub trait TimerHandler: Send + Sync {
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
 /// Timers claimed per query.
 const BATCH: i64 = 256;
+/// Timers fired per transaction: enough to spread a commit over many, few enough that one
+/// transaction does not hold its locks (SQLite's single writer) for long.
+const COMMIT_EVERY: usize = 32;
 /// Longest sleep without looking: catches timers scheduled by other replicas and expired
 /// leases. Timers scheduled in this process wake the scheduler at once.
 const FALLBACK: Duration = Duration::from_secs(1);
@@ -218,27 +221,107 @@ impl Timers {
                 tracing::warn!(timers = batch.len(), %error, "timer batch not ready; retried after its lease");
                 return Ok(fired);
             }
-            for timer in &batch {
-                let mut tx = self.db.begin().await?;
-                // Completing first takes the row (fenced by the claim) before any effect, so a
-                // replica that lost its claim does nothing, and the handler is free to schedule
-                // the same timer again (a fresh window).
-                if !self.complete(&mut tx, timer).await? {
-                    tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
-                    continue;
-                }
-                if let Err(error) = handler.fire(&mut tx, timer).await {
-                    tracing::warn!(kind = %timer.kind, subject = %timer.subject, %error, "timer failed; retried after its lease");
-                    continue;
-                }
-                tx.commit().await?;
-                handler.after_commit();
-                fired += 1;
+            for chunk in batch.chunks(COMMIT_EVERY) {
+                fired += match self.fire_together(chunk, handler).await? {
+                    Some(fired) => fired,
+                    // Something failed: find out what, one savepoint per timer.
+                    None => self.fire_chunk(chunk, handler).await?,
+                };
             }
             if !full {
                 return Ok(fired);
             }
         }
+    }
+
+    /// The fast path: completes a chunk of claimed timers with one statement and fires them all
+    /// in one transaction. `None` (everything rolled back) when any handler fails, so the
+    /// caller can fire them one by one and keep the failure to itself.
+    async fn fire_together<H: TimerHandler>(
+        &self,
+        chunk: &[Timer],
+        handler: &H,
+    ) -> Result<Option<usize>, DbError> {
+        let mut tx = self.db.begin().await?;
+        // Fenced like `complete`: only rows this replica still holds under the same claim.
+        let pairs = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "DELETE FROM timers WHERE claimed_by = $1 AND (timer_id, attempts) IN (VALUES {pairs}) \
+             RETURNING timer_id"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(self.replica.as_str());
+        for timer in chunk {
+            query = query.bind(timer.timer_id.as_str()).bind(timer.attempts);
+        }
+        let owned: std::collections::HashSet<String> =
+            query.fetch_all(&mut *tx).await?.into_iter().collect();
+        let mut fired = 0;
+        for timer in chunk.iter().filter(|t| owned.contains(&t.timer_id)) {
+            if handler.fire(&mut tx, timer).await.is_err() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            fired += 1;
+        }
+        if owned.len() < chunk.len() {
+            tracing::info!(skipped = chunk.len() - owned.len(), "timers taken over or rescheduled; skipped");
+        }
+        tx.commit().await?;
+        if fired > 0 {
+            handler.after_commit();
+        }
+        Ok(Some(fired))
+    }
+
+    /// Fires claimed timers in one transaction, each inside its own savepoint: one commit for
+    /// the chunk, while a failing timer rolls back only itself and stays claimed, to be
+    /// retried when its lease runs out.
+    async fn fire_chunk<H: TimerHandler>(
+        &self,
+        chunk: &[Timer],
+        handler: &H,
+    ) -> Result<usize, DbError> {
+        let mut tx = self.db.begin().await?;
+        let mut fired = 0;
+        for timer in chunk {
+            sqlx::query("SAVEPOINT timer").execute(&mut *tx).await?;
+            // Completing first takes the row (fenced by the claim) before any effect, so a
+            // replica that lost its claim does nothing, and the handler is free to schedule
+            // the same timer again (a fresh window).
+            let outcome = match self.complete(&mut tx, timer).await {
+                Ok(false) => {
+                    tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
+                    Ok(false)
+                }
+                Ok(true) => handler.fire(&mut tx, timer).await.map(|()| true),
+                Err(error) => Err(error.into()),
+            };
+            match outcome {
+                Ok(took_effect) => {
+                    sqlx::query("RELEASE SAVEPOINT timer")
+                        .execute(&mut *tx)
+                        .await?;
+                    fired += usize::from(took_effect);
+                }
+                Err(error) => {
+                    tracing::warn!(kind = %timer.kind, subject = %timer.subject, %error, "timer failed; retried after its lease");
+                    sqlx::query("ROLLBACK TO SAVEPOINT timer")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT timer")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        if fired > 0 {
+            handler.after_commit();
+        }
+        Ok(fired)
     }
 
     /// The scheduler: fires due timers, then sleeps until the next due time, a wake-up, or the

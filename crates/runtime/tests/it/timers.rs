@@ -187,6 +187,51 @@ pub async fn the_scheduler_sleeps_until_due_and_wakes_for_new_timers(db: Db) {
         .unwrap();
 }
 
+/// Records like [`Record`], but fails (after writing) for subjects starting with "bad".
+struct FailSome;
+
+impl TimerHandler for FailSome {
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        Record.fire(tx, timer).await?;
+        if timer.subject.starts_with("bad") {
+            // A database error mid-transaction, as a broken handler would cause one: on
+            // PostgreSQL it aborts the transaction unless only its savepoint is rolled back.
+            sqlx::query("SELECT no_such_column FROM fired")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn a_failing_timer_rolls_back_alone_and_stays_claimed(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let now: Timestamp = "2026-11-02T09:00:00Z".parse().unwrap();
+    let mut batch = Vec::new();
+    for n in 0..100 {
+        let subject = if n % 10 == 3 {
+            format!("bad-{n}")
+        } else {
+            format!("good-{n}")
+        };
+        batch.push(timer(&subject, now - SignedDuration::from_secs(100 - n)));
+    }
+    schedule(&db, &batch).await;
+    let fired_now = timers.fire_due(now, &FailSome).await.unwrap();
+    assert_eq!(fired_now, 90);
+    let recorded = fired(&db).await;
+    assert_eq!(recorded.len(), 90, "the failures' own writes rolled back");
+    assert!(recorded.iter().all(|s| s.starts_with("good")));
+    // The failed ones are still there, claimed until their lease runs out, then retried.
+    let (total, _) = timers.counts(now).await.unwrap();
+    assert_eq!(total, 10);
+    assert_eq!(timers.fire_due(now, &FailSome).await.unwrap(), 0);
+    let later = now + SignedDuration::from_mins(1);
+    assert_eq!(timers.fire_due(later, &Record).await.unwrap(), 10);
+    assert_eq!(fired(&db).await.len(), 100);
+}
+
 /// Instantiates every scenario above as a test on one backend.
 macro_rules! timer_suite {
     ($backend:ident, $make:expr) => {
@@ -202,7 +247,8 @@ macro_rules! timer_suite {
 
             timer_suite!(@tests due_timers_fire_in_order_once, rescheduling_replaces_and_cancel_removes,
                 a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back, released_claims_fire_at_once,
-                the_scheduler_sleeps_until_due_and_wakes_for_new_timers);
+                the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
+                a_failing_timer_rolls_back_alone_and_stays_claimed);
         }
     };
     (@tests $($name:ident),*) => {

@@ -1,0 +1,103 @@
+//! fairchance feedback: execution data back to marketing. Every other service's event stream
+//! is projected into one fact per lead; CRM outcomes join them; reports by source, campaign or
+//! channel show what actually happened to leads, and every lead gets a fair-chance verdict, so
+//! a lost lead is attributed to lead quality or to the system that failed it. Read top-down:
+//! [`domain`] (the rules, pure), [`playbook`] (the fair-chance rule), [`store`]
+//! (persistence), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
+
+pub mod convert;
+pub mod domain;
+pub mod grpc;
+pub mod playbook;
+pub mod service;
+pub mod store;
+
+use runtime::Migrations;
+use runtime::consumer::Upstream;
+use runtime::server::HealthTarget;
+use runtime::service::{ServiceContext, ServiceSpec, StartError};
+use tonic::service::RoutesBuilder;
+
+/// Every stream feedback projects, with the consumer name its cursor is stored under.
+const SOURCES: [(&str, &str, &str); 4] = [
+    (
+        "intake",
+        "fairchance.intake.v1.IntakeService",
+        "feedback.intake",
+    ),
+    (
+        "activation",
+        "fairchance.activation.v1.ActivationService",
+        "feedback.activation",
+    ),
+    (
+        "followup",
+        "fairchance.followup.v1.FollowupService",
+        "feedback.followup",
+    ),
+    (
+        "proof",
+        "fairchance.proof.v1.ProofService",
+        "feedback.proof",
+    ),
+];
+
+/// The feedback service, as deployed.
+#[derive(Debug)]
+pub struct FeedbackService;
+
+impl ServiceSpec for FeedbackService {
+    const NAME: &'static str = "feedback";
+    const DEFAULT_PORT: u16 = 50055;
+    type Playbook = playbook::FeedbackPlaybook;
+
+    fn migrations() -> &'static Migrations {
+        &store::MIGRATIONS
+    }
+
+    async fn start(
+        ctx: ServiceContext,
+        routes: &mut RoutesBuilder,
+    ) -> Result<Vec<HealthTarget>, StartError> {
+        let mut upstreams = Vec::new();
+        for (name, service, consumer) in SOURCES {
+            let url = ctx
+                .config
+                .upstream(name)
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .to_owned();
+            upstreams.push((
+                consumer,
+                Upstream {
+                    url,
+                    service,
+                    event_types: Vec::new(),
+                },
+            ));
+        }
+        let playbook = ctx.playbook::<playbook::FeedbackPlaybook>()?;
+        let feedback = service::Feedback::new(
+            store::Store::new(ctx.db.clone()),
+            playbook,
+            ctx.clock.clone(),
+        );
+        for (consumer, source) in upstreams {
+            tokio::spawn(runtime::consumer::run(
+                ctx.db.clone(),
+                consumer.to_owned(),
+                move |after_cursor| {
+                    let source = source.clone();
+                    async move { source.subscribe(after_cursor).await }
+                },
+                feedback.clone(),
+                ctx.shutdown.clone(),
+            ));
+        }
+        let api = grpc::FeedbackApi::new(feedback);
+        routes.add_service(api.into_server(ctx.config.server.max_message_bytes));
+        Ok(vec![HealthTarget {
+            service: grpc::SERVICE_NAME,
+            db: ctx.db,
+        }])
+    }
+}

@@ -1,0 +1,279 @@
+//! Feedback's use cases: project every upstream event into facts and timelines (in the
+//! transaction that moves the consumer's cursor), record CRM outcomes, and answer reports,
+//! verdicts and timelines from the projections. A rebuild drops the projections and lets the
+//! consumers replay every stream from the start.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use proto::events::v1::Event;
+use runtime::consumer::{EventHandler, HandlerError};
+use runtime::playbook::Playbook;
+use runtime::{DbError, SharedClock, Tx};
+use uuid::Uuid;
+
+use crate::convert::decode;
+use crate::domain::{
+    Attribution, FeedbackError, Filter, Funnel, GroupBy, LeadFact, Observation, OutcomeReason,
+    OutcomeStage, Period, RejectionFact, Report, Subject, Timeline, TimelineEntry, Verdict,
+    attribute, check_outcome, funnel, report, timeline, verdict,
+};
+use crate::playbook::FeedbackPlaybook;
+use crate::store::{Store, StoredOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("feedback has not seen this lead (yet)")]
+    NotFound,
+    #[error(transparent)]
+    Refused(#[from] FeedbackError),
+    #[error(transparent)]
+    Storage(#[from] DbError),
+}
+
+/// A lead's verdict as a report lists it.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub fact: LeadFact,
+    pub verdict: Verdict,
+    pub attribution: Option<Attribution>,
+}
+
+/// Feedback's application service.
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    store: Store,
+    playbook: Playbook<FeedbackPlaybook>,
+    clock: SharedClock,
+}
+
+impl Feedback {
+    pub fn new(store: Store, playbook: Playbook<FeedbackPlaybook>, clock: SharedClock) -> Self {
+        Self {
+            store,
+            playbook,
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now_micros()
+    }
+
+    pub fn playbook(&self) -> Arc<FeedbackPlaybook> {
+        self.playbook.current()
+    }
+
+    fn backend(&self) -> runtime::Backend {
+        self.store.db().backend()
+    }
+
+    /// Applies one observation to the projections it concerns.
+    async fn observe(
+        &self,
+        tx: &mut Tx,
+        observation: &Observation,
+        context: Option<&[(String, String)]>,
+    ) -> Result<(), DbError> {
+        match observation.subject() {
+            Subject::Lead(lead) => self.apply_to(tx, lead, observation, context).await,
+            Subject::Leads(leads) => {
+                for lead in leads {
+                    self.apply_to(tx, *lead, observation, None).await?;
+                }
+                Ok(())
+            }
+            Subject::Rejection(_) => match observation {
+                Observation::LeadRejected(rejected) => {
+                    Store::save_rejection(tx, &RejectionFact::from(rejected)).await
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    async fn apply_to(
+        &self,
+        tx: &mut Tx,
+        lead: Uuid,
+        observation: &Observation,
+        context: Option<&[(String, String)]>,
+    ) -> Result<(), DbError> {
+        let mut fact = Store::fact_for_update(tx, self.backend(), lead)
+            .await?
+            .unwrap_or_else(|| LeadFact::new(lead));
+        fact.apply(observation);
+        Store::save_fact(tx, &fact, context).await
+    }
+
+    /// Applies one event of any upstream service's stream.
+    pub async fn apply_upstream_event(
+        &self,
+        tx: &mut Tx,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let decoded = decode(event)?;
+        let context = decoded.context.as_ref().map(|(_, c)| c.as_slice());
+        for observation in &decoded.observations {
+            self.observe(tx, observation, context).await?;
+        }
+        if let Some((lead, entry)) = &decoded.timeline {
+            Store::add_timeline(tx, *lead, entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Records an outcome from the CRM; returns the lead's verdict after it.
+    pub async fn record_outcome(
+        &self,
+        lead: Uuid,
+        stage: OutcomeStage,
+        reason: Option<OutcomeReason>,
+        note: String,
+        at: Option<Timestamp>,
+    ) -> Result<Judged, ServiceError> {
+        let now = self.now();
+        let at = at.unwrap_or(now);
+        check_outcome(stage, reason, at, now)?;
+        let mut tx = self.store.db().begin().await?;
+        if Store::fact_for_update(&mut tx, self.backend(), lead)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound);
+        }
+        let outcome = StoredOutcome {
+            lead,
+            stage,
+            reason,
+            note,
+            at,
+        };
+        Store::add_outcome(&mut tx, &outcome).await?;
+        self.apply_outcome(&mut tx, &outcome).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        self.judge(lead).await
+    }
+
+    async fn apply_outcome(&self, tx: &mut Tx, outcome: &StoredOutcome) -> Result<(), DbError> {
+        let observation = Observation::OutcomeRecorded {
+            lead: outcome.lead,
+            stage: outcome.stage,
+            reason: outcome.reason,
+            at: outcome.at,
+        };
+        self.observe(tx, &observation, None).await?;
+        let summary = match outcome.reason {
+            Some(reason) => format!("CRM: {} ({reason})", outcome.stage),
+            None => format!("CRM: {}", outcome.stage),
+        };
+        let entry = TimelineEntry {
+            service: "feedback".into(),
+            event_type: "OutcomeRecorded".into(),
+            at: outcome.at,
+            summary,
+        };
+        Store::add_timeline(tx, outcome.lead, &entry).await
+    }
+
+    /// Drops the projections and resets the consumers' cursors: the running consumers notice
+    /// and replay every upstream stream from the start. The CRM's outcomes, which only
+    /// feedback holds, are applied again at once.
+    pub async fn rebuild(&self) -> Result<(), DbError> {
+        let mut tx = self.store.clear_projections().await?;
+        for outcome in Store::outcomes(&mut tx).await? {
+            self.apply_outcome(&mut tx, &outcome).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn period(&self, from: Timestamp, to: Option<Timestamp>) -> Result<Period, ServiceError> {
+        Ok(Period::new(from, to.unwrap_or_else(|| self.now()))?)
+    }
+
+    /// The source report for leads received in `[from, to)`.
+    pub async fn report(
+        &self,
+        from: Timestamp,
+        to: Option<Timestamp>,
+        by: GroupBy,
+    ) -> Result<Report, ServiceError> {
+        let period = self.period(from, to)?;
+        let (leads, rejections) = self.facts(period).await?;
+        Ok(report(
+            &leads,
+            &rejections,
+            period,
+            by,
+            &self.playbook.current(),
+            self.now(),
+        ))
+    }
+
+    /// The funnel for leads received in `[from, to)`, optionally of one source.
+    pub async fn funnel(
+        &self,
+        from: Timestamp,
+        to: Option<Timestamp>,
+        source: Option<String>,
+    ) -> Result<Funnel, ServiceError> {
+        let period = self.period(from, to)?;
+        let (leads, rejections) = self.facts(period).await?;
+        let filter = source.map(|value| Filter {
+            by: GroupBy::Source,
+            value,
+        });
+        Ok(funnel(&leads, &rejections, period, filter.as_ref()))
+    }
+
+    async fn facts(&self, period: Period) -> Result<(Vec<LeadFact>, Vec<RejectionFact>), DbError> {
+        Ok((
+            self.store.facts_between(period.from(), period.to()).await?,
+            self.store
+                .rejections_between(period.from(), period.to())
+                .await?,
+        ))
+    }
+
+    fn judge_fact(&self, fact: LeadFact) -> Judged {
+        let playbook = self.playbook.current();
+        let verdict = verdict(&fact, &playbook.fair_chance(), self.now());
+        let attribution = attribute(&fact, &verdict, &playbook.targeting_reasons());
+        Judged {
+            fact,
+            verdict,
+            attribution,
+        }
+    }
+
+    /// The verdicts of the leads received in `[from, to)`, oldest first.
+    pub async fn verdicts(
+        &self,
+        from: Timestamp,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<Judged>, ServiceError> {
+        let period = self.period(from, to)?;
+        let leads = self.store.facts_between(period.from(), period.to()).await?;
+        Ok(leads.into_iter().map(|f| self.judge_fact(f)).collect())
+    }
+
+    /// One lead's verdict.
+    pub async fn judge(&self, lead: Uuid) -> Result<Judged, ServiceError> {
+        let (fact, _) = self.store.fact(lead).await?.ok_or(ServiceError::NotFound)?;
+        Ok(self.judge_fact(fact))
+    }
+
+    /// Everything that happened to a lead, in order, with its context and verdict.
+    pub async fn timeline(&self, lead: Uuid) -> Result<(Timeline, Judged), ServiceError> {
+        let (fact, context) = self.store.fact(lead).await?.ok_or(ServiceError::NotFound)?;
+        let entries = self.store.timeline(lead).await?;
+        Ok((timeline(lead, context, entries), self.judge_fact(fact)))
+    }
+}
+
+impl EventHandler for Feedback {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandlerError> {
+        self.apply_upstream_event(tx, event).await
+    }
+}

@@ -1,0 +1,283 @@
+//! Feedback's persistence: the projections (one fact per lead, one per rejected submission),
+//! each lead's timeline and preserved context. Writes take the caller's transaction so a
+//! projection and the consumer cursor that produced it commit together.
+
+use jiff::Timestamp;
+use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::domain::{LeadFact, OutcomeReason, OutcomeStage, RejectionFact, TimelineEntry};
+
+/// An outcome as the CRM reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOutcome {
+    pub lead: Uuid,
+    pub stage: OutcomeStage,
+    pub reason: Option<OutcomeReason>,
+    pub note: String,
+    pub at: Timestamp,
+}
+
+/// Migrations of feedback's own tables.
+pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
+    sqlite: &sqlx::migrate!("migrations/sqlite"),
+    postgres: &sqlx::migrate!("migrations/postgres"),
+};
+
+/// The consumers whose cursors a rebuild resets: every projection is theirs.
+pub const CONSUMER_PREFIX: &str = "feedback.";
+
+/// Feedback's tables.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
+    serde_json::to_string(value).map_err(DbError::corrupt)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
+    serde_json::from_str(text).map_err(DbError::corrupt)
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A lead's fact, locked until the transaction ends on PostgreSQL.
+    pub async fn fact_for_update(
+        tx: &mut Tx,
+        backend: Backend,
+        lead: Uuid,
+    ) -> Result<Option<LeadFact>, DbError> {
+        let lock = if backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT fact FROM lead_facts WHERE lead_id = $1{lock}");
+        let row = sqlx::query(&sql)
+            .bind(lead.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.map(|r| from_json(&r.try_get::<String, _>("fact")?))
+            .transpose()
+    }
+
+    /// Inserts or replaces a lead's fact; `context` replaces the stored context when given.
+    pub async fn save_fact(
+        tx: &mut Tx,
+        fact: &LeadFact,
+        context: Option<&[(String, String)]>,
+    ) -> Result<(), DbError> {
+        let context = json(&context.unwrap_or_default())?;
+        let keep_context = if context == "[]" {
+            "lead_facts.context"
+        } else {
+            "excluded.context"
+        };
+        let sql = format!(
+            "INSERT INTO lead_facts (lead_id, source, campaign, channel, received_at, fact, context) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (lead_id) DO UPDATE SET source = excluded.source, \
+             campaign = excluded.campaign, channel = excluded.channel, \
+             received_at = excluded.received_at, fact = excluded.fact, context = {keep_context}"
+        );
+        sqlx::query(&sql)
+            .bind(fact.lead.to_string())
+            .bind(&fact.source)
+            .bind(&fact.campaign)
+            .bind(&fact.channel)
+            .bind(fact.received_at.map_or(0, to_micros))
+            .bind(json(fact)?)
+            .bind(context)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a rejected submission's fact.
+    pub async fn save_rejection(tx: &mut Tx, fact: &RejectionFact) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO rejection_facts (rejection_id, received_at, fact) VALUES ($1, $2, $3) \
+             ON CONFLICT (rejection_id) DO UPDATE SET received_at = excluded.received_at, \
+             fact = excluded.fact",
+        )
+        .bind(fact.rejection.to_string())
+        .bind(to_micros(fact.received_at))
+        .bind(json(fact)?)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a line to a lead's timeline.
+    pub async fn add_timeline(
+        tx: &mut Tx,
+        lead: Uuid,
+        entry: &TimelineEntry,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO timeline (lead_id, at, entry_id, service, event_type, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(lead.to_string())
+        .bind(to_micros(entry.at))
+        .bind(Uuid::now_v7().to_string())
+        .bind(&entry.service)
+        .bind(&entry.event_type)
+        .bind(&entry.summary)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Facts of the leads received in `[from, to)`.
+    pub async fn facts_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LeadFact>, DbError> {
+        let rows = sqlx::query(
+            "SELECT fact FROM lead_facts WHERE received_at >= $1 AND received_at < $2 \
+             ORDER BY received_at, lead_id",
+        )
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter()
+            .map(|r| from_json(&r.try_get::<String, _>("fact")?))
+            .collect()
+    }
+
+    /// Rejected submissions received in `[from, to)`.
+    pub async fn rejections_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<RejectionFact>, DbError> {
+        let rows = sqlx::query(
+            "SELECT fact FROM rejection_facts WHERE received_at >= $1 AND received_at < $2 \
+             ORDER BY received_at, rejection_id",
+        )
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter()
+            .map(|r| from_json(&r.try_get::<String, _>("fact")?))
+            .collect()
+    }
+
+    /// A lead's fact and preserved context.
+    pub async fn fact(
+        &self,
+        lead: Uuid,
+    ) -> Result<Option<(LeadFact, Vec<(String, String)>)>, DbError> {
+        let row = sqlx::query("SELECT fact, context FROM lead_facts WHERE lead_id = $1")
+            .bind(lead.to_string())
+            .fetch_optional(self.db.reader())
+            .await?;
+        row.map(|r| {
+            Ok((
+                from_json(&r.try_get::<String, _>("fact")?)?,
+                from_json(&r.try_get::<String, _>("context")?)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// A lead's timeline entries in the order they were recorded.
+    pub async fn timeline(&self, lead: Uuid) -> Result<Vec<TimelineEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT at, service, event_type, summary FROM timeline WHERE lead_id = $1 \
+             ORDER BY at, entry_id",
+        )
+        .bind(lead.to_string())
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    at: from_micros(r.try_get("at")?),
+                    service: r.try_get("service")?,
+                    event_type: r.try_get("event_type")?,
+                    summary: r.try_get("summary")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records an outcome from the CRM.
+    pub async fn add_outcome(tx: &mut Tx, outcome: &StoredOutcome) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO outcomes (outcome_id, lead_id, stage, reason, note, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(outcome.lead.to_string())
+        .bind(outcome.stage.as_str())
+        .bind(outcome.reason.map_or("", OutcomeReason::as_str))
+        .bind(&outcome.note)
+        .bind(to_micros(outcome.at))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Every outcome recorded, in the order recorded.
+    pub async fn outcomes(tx: &mut Tx) -> Result<Vec<StoredOutcome>, DbError> {
+        let rows = sqlx::query(
+            "SELECT lead_id, stage, reason, note, at FROM outcomes ORDER BY outcome_id",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let reason: String = r.try_get("reason")?;
+                Ok(StoredOutcome {
+                    lead: r
+                        .try_get::<String, _>("lead_id")?
+                        .parse()
+                        .map_err(DbError::corrupt)?,
+                    stage: r
+                        .try_get::<String, _>("stage")?
+                        .parse()
+                        .map_err(DbError::corrupt)?,
+                    reason: if reason.is_empty() {
+                        None
+                    } else {
+                        Some(reason.parse().map_err(DbError::corrupt)?)
+                    },
+                    note: r.try_get("note")?,
+                    at: from_micros(r.try_get("at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Drops every projection and resets feedback's consumer cursors, so the consumers
+    /// replay every upstream stream from the start and rebuild them. Returns the open
+    /// transaction, for the caller to re-apply the outcomes feedback owns before committing.
+    pub async fn clear_projections(&self) -> Result<Tx, DbError> {
+        let mut tx = self.db.begin().await?;
+        for table in ["lead_facts", "rejection_facts", "timeline"] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM consumer_cursors WHERE consumer LIKE $1")
+            .bind(format!("{CONSUMER_PREFIX}%"))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
