@@ -2,4 +2,5 @@
 //! upstream events in, projections, reports, verdicts and timelines out, and a rebuild that
 //! reproduces every figure.
 
+mod grpc;
 mod service;
