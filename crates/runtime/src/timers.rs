@@ -267,7 +267,10 @@ impl Timers {
             fired += 1;
         }
         if owned.len() < chunk.len() {
-            tracing::info!(skipped = chunk.len() - owned.len(), "timers taken over or rescheduled; skipped");
+            tracing::info!(
+                skipped = chunk.len() - owned.len(),
+                "timers taken over or rescheduled; skipped"
+            );
         }
         tx.commit().await?;
         if fired > 0 {
