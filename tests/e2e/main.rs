@@ -2,6 +2,7 @@
 //! client team would.
 
 mod activation;
+mod cli;
 mod feedback;
 mod followup;
 mod intake;
