@@ -34,6 +34,10 @@ lint:
 bench *args:
     cargo run --release -p bench -- {{args}}
 
+# Validate deploy/: Kubernetes manifests and Dockerfile (kubernetes-validate, checkov).
+deploy-check:
+    bash deploy/check.sh
+
 # Everything CI runs.
 verify:
     bash .ci/run
