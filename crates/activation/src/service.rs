@@ -3,7 +3,7 @@
 //! record the first action, breach at the deadline (escalate, reassign, or hand to the
 //! manager), and the run-time facts owners and accounts change.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use jiff::{SignedDuration, Timestamp};
 use prost::{Message, Name};
@@ -11,6 +11,10 @@ use proto::activation::v1 as pb;
 use proto::events::v1::Event;
 use proto::intake::v1 as ipb;
 use runtime::consumer::{EventHandler, HandlerError};
+use runtime::metrics::prometheus_client::metrics::counter::Counter;
+use runtime::metrics::prometheus_client::metrics::family::Family;
+use runtime::metrics::prometheus_client::metrics::histogram::Histogram;
+use runtime::metrics::prometheus_client::registry::Unit;
 use runtime::playbook::Playbook;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
@@ -38,6 +42,55 @@ pub const SLA_TIMER: &str = "sla_deadline";
 pub const RETRY_TIMER: &str = "assign_retry";
 /// How often a queued lead is offered to its team again.
 const RETRY_EVERY: SignedDuration = SignedDuration::from_mins(1);
+
+/// Labels of activation's metrics: the SLA policy (a playbook name) and an outcome or cause
+/// from a fixed list. Nothing about the lead or its owner.
+type MetricLabels = [(&'static str, String); 2];
+
+/// Activation's instruments in the process registry (served by `runtime::metrics`).
+struct Metrics {
+    time_to_activation: Family<MetricLabels, Histogram, fn() -> Histogram>,
+    sla_breaches: Family<MetricLabels, Counter>,
+}
+
+/// Time to activation buckets, in seconds: 30 s to a week (SLA windows run from minutes for
+/// hot leads to days over a weekend).
+fn activation_histogram() -> Histogram {
+    Histogram::new([
+        30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+        172800.0, 604800.0,
+    ])
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let metrics = Metrics {
+        time_to_activation: Family::new_with_constructor(activation_histogram),
+        sla_breaches: Family::default(),
+    };
+    runtime::metrics::register_with_unit(
+        "activation_time_to_activation",
+        "Time from a lead's arrival to its first relevant action, by SLA policy and whether it was within the SLA",
+        Unit::Seconds,
+        metrics.time_to_activation.clone(),
+    );
+    runtime::metrics::register(
+        "activation_sla_breaches",
+        "SLA deadlines missed, by SLA policy and cause",
+        metrics.sla_breaches.clone(),
+    );
+    metrics
+});
+
+/// The `cause` label of a breach.
+fn cause_label(cause: BreachCause) -> &'static str {
+    match cause {
+        BreachCause::RoutingDelay => "routing_delay",
+        BreachCause::NoOwnerWorking => "no_owner_working",
+        BreachCause::AllOwnersAtCapacity => "all_owners_at_capacity",
+        BreachCause::OwnerUnavailable => "owner_unavailable",
+        BreachCause::OwnerLate => "owner_late",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
@@ -433,6 +486,14 @@ impl Activation {
             &playbook,
         );
         record.breaches += 1;
+        // Counted when the timer's transaction commits: a fire that rolls back is retried.
+        let labels: MetricLabels = [
+            ("sla_policy", record.sla_policy.clone()),
+            ("cause", cause_label(cause).to_owned()),
+        ];
+        runtime::metrics::on_commit(move || {
+            METRICS.sla_breaches.get_or_create(&labels).inc();
+        });
         let (breached_owner, missed, number) =
             (record.owner.clone(), record.deadline, record.breaches);
         let team = record.team.clone();
@@ -593,6 +654,13 @@ impl Activation {
             .await?;
         tx.commit().await.map_err(DbError::from)?;
         self.wake();
+        METRICS
+            .time_to_activation
+            .get_or_create(&[
+                ("sla_policy", record.sla_policy.clone()),
+                ("within_sla", within.to_string()),
+            ])
+            .observe(took.as_secs_f64().max(0.0));
         Ok((record, context))
     }
 

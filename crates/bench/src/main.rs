@@ -5,6 +5,8 @@
 //! Needs the local PostgreSQL (`--postgres`); each run works in a fresh database.
 
 mod activation_bench;
+mod common;
+mod followup_bench;
 mod intake_bench;
 mod timers_bench;
 
@@ -40,7 +42,7 @@ pub struct Args {
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
     /// Run only these parts (comma-separated or repeated): `intake`, `activation`, `timers`
-    /// (both of: `timers-sla`, `timers-dispatch`). Empty runs everything.
+    /// (both of: `timers-sla`, `timers-dispatch`), `followup`. Empty runs everything.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Open SLA timers (activations waiting for their first action) seeded for `timers-sla`.
@@ -56,9 +58,24 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub dispatch_workers: usize,
     /// The `fairchance-activation` binary `timers-sla` starts; by default the one next to this
-    /// benchmark's binary, built first with `cargo build --release -p activation`.
+    /// benchmark's binary, built first with `cargo build --release -p bench -p activation`.
     #[arg(long)]
     pub activation_bin: Option<PathBuf>,
+    /// Enrolments, each with its step timer, seeded for `followup`.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub followup_steps: usize,
+    /// Of those, how many are due when the service starts (the dispatch-rate figure); the
+    /// rest are due hours later.
+    #[arg(long, default_value_t = 200_000)]
+    pub followup_due: usize,
+    /// Steps added once the due ones are dispatched, due over 10 s (the due-to-visible
+    /// latency figure).
+    #[arg(long, default_value_t = 3_000)]
+    pub followup_band: usize,
+    /// The `fairchance-followup` binary `followup` starts; by default the one next to this
+    /// benchmark's binary, built first with `cargo build --release -p bench -p followup`.
+    #[arg(long)]
+    pub followup_bin: Option<PathBuf>,
 }
 
 impl Args {
@@ -114,9 +131,12 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(activation_bench::run(&args).await?);
     }
     rows.extend(timers_bench::run(&args).await?);
+    if args.runs("followup") {
+        rows.extend(followup_bench::run(&args).await?);
+    }
     if rows.is_empty() {
         anyhow::bail!(
-            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch)",
+            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup",
             args.only
         );
     }

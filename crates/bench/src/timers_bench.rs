@@ -15,8 +15,7 @@
 //! each firing, and the table bloat each leaves behind.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,13 +28,16 @@ use proto::events::v1::SubscribeFrom;
 use proto::intake::v1 as ipb;
 use runtime::consumer::HandlerError;
 use runtime::db::{RUNTIME_MIGRATIONS, to_micros};
-use runtime::service::{ServiceContext, ServiceSpec};
+use runtime::service::ServiceSpec;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
-use runtime::{Db, SystemClock, Tx};
+use runtime::{Db, Tx};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use tokio_util::sync::CancellationToken;
 
+use crate::common::{
+    Intake, Kind, RAW_BATCH, RAW_CLAIM_COMPLETE, Service, create_raw_table, iso, ms, pct, raw_loop,
+    seed_raw, table_stats,
+};
 use crate::{Args, BenchDb, Row};
 
 /// The breach band is spread over this long ...
@@ -49,8 +51,6 @@ const TARGET_RSS_MB: f64 = 200.0;
 const TARGET_LATENESS_P99_MS: f64 = 100.0;
 /// Rows per seeding statement.
 const SEED_CHUNK: usize = 20_000;
-/// Rows per raw claim-and-complete statement.
-const RAW_BATCH: i64 = 500;
 /// Timers per transaction when scheduling through the runtime.
 const SCHEDULE_BATCH: usize = 500;
 /// The SLA window of the playbook below (received_at = deadline - window).
@@ -116,7 +116,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
 // ---------------------------------------------------------------------------------------
 
 async fn open_timers(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let bin = activation_binary(args)?;
+    let bin = Kind::Activation.locate(args.activation_bin.as_deref(), "timers-sla")?;
     let dir = tempfile::tempdir()?;
     let playbook = dir.path().join("playbook.toml");
     std::fs::write(&playbook, PLAYBOOK)?;
@@ -157,7 +157,7 @@ async fn measure_open_timers(
 ) -> anyhow::Result<Vec<Row>> {
     // The same binary with nothing to do: the memory baseline.
     eprintln!("timers-sla: activation on an empty database (memory baseline) ...");
-    let mut empty = Service::spawn(args, bin, dir, "empty", empty_url, playbook, intake_url)?;
+    let mut empty = spawn(args, bin, dir, "empty", empty_url, playbook, intake_url)?;
     let up = empty.wait_ready().await?;
     tokio::time::sleep(SETTLE).await;
     let empty_mem = empty.memory()?;
@@ -241,7 +241,7 @@ async fn measure_open_timers(
         BAND_SPREAD.as_secs(),
         BAND_START.as_secs()
     );
-    let mut service = Service::spawn(args, bin, dir, "full", full_url, playbook, intake_url)?;
+    let mut service = spawn(args, bin, dir, "full", full_url, playbook, intake_url)?;
     let up = service.wait_ready().await?;
     let channel = tonic::transport::Endpoint::from_shared(service.url())?
         .connect()
@@ -420,22 +420,36 @@ async fn measure_open_timers(
     ])
 }
 
+/// The activation binary on `database_url`.
+fn spawn(
+    args: &Args,
+    bin: &Path,
+    dir: &Path,
+    label: &str,
+    database_url: &str,
+    playbook: &Path,
+    intake_url: &str,
+) -> anyhow::Result<Service> {
+    let playbook = playbook.to_string_lossy();
+    Service::spawn(
+        args,
+        Kind::Activation,
+        bin,
+        dir,
+        label,
+        database_url,
+        &[
+            ("FAIRCHANCE_PLAYBOOK", playbook.as_ref()),
+            ("FAIRCHANCE_INTAKE_URL", intake_url),
+        ],
+    )
+}
+
 #[derive(Debug, Clone)]
 struct Breach {
     lead: String,
     occurred: Option<Timestamp>,
     observed: Timestamp,
-}
-
-fn ms(d: SignedDuration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// The activation row activation writes for a lead assigned to owner `a` or `b`, as JSON
@@ -516,14 +530,6 @@ impl Template {
             context: packet.encode_to_vec(),
         })
     }
-}
-
-/// An RFC 3339 UTC timestamp with microseconds from a microsecond column, as jiff reads it.
-fn iso(column: &str) -> String {
-    format!(
-        "to_char((timestamptz 'epoch' + {column} * interval '1 microsecond') AT TIME ZONE 'UTC', \
-         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    )
 }
 
 /// Inserts an assigned activation and its SLA timer per deadline (owners `a` and `b` in
@@ -631,309 +637,9 @@ async fn check_seeded(db: &Db, lead: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Intake, in this process: activation needs it to start (it subscribes to its stream).
-struct Intake {
-    url: String,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<Result<(), runtime::server::ServerError>>,
-    db: Db,
-}
-
-impl Intake {
-    async fn start(args: &Args, url: &str, playbook: &Path) -> anyhow::Result<Self> {
-        let stop = CancellationToken::new();
-        let (listener, addr) = testkit::bind_local().await;
-        let mut config = runtime::config::ServiceConfig::load(
-            &runtime::config::Sources::default(),
-            &runtime::config::Defaults::service("bench", 0),
-        )?;
-        config.playbook = Some(playbook.to_owned());
-        let db = Db::connect(url, args.pool.min(4)).await?;
-        db.migrate(intake::IntakeService::migrations()).await?;
-        let ctx = ServiceContext {
-            db: db.clone(),
-            config: config.clone(),
-            clock: Arc::new(SystemClock),
-            shutdown: stop.clone(),
-        };
-        let mut routes = tonic::service::RoutesBuilder::default();
-        let health = intake::IntakeService::start(ctx, &mut routes).await?;
-        let server_stop = stop.clone();
-        let server = tokio::spawn(async move {
-            runtime::server::serve(listener, routes, health, &config.server, server_stop).await
-        });
-        Ok(Self {
-            url: format!("http://{addr}"),
-            stop,
-            server,
-            db,
-        })
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.server.await;
-        self.db.close().await;
-    }
-}
-
-/// Memory of the child process, from `/proc/<pid>/status`.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    rss_mb: f64,
-    hwm_mb: f64,
-    up_ms: f64,
-}
-
-/// The real `fairchance-activation` as a child process.
-struct Service {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: PathBuf,
-    up_ms: f64,
-}
-
-impl Service {
-    fn spawn(
-        args: &Args,
-        bin: &Path,
-        dir: &Path,
-        name: &str,
-        database_url: &str,
-        playbook: &Path,
-        intake_url: &str,
-    ) -> anyhow::Result<Self> {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log = dir.join(format!("activation-{name}.log"));
-        let child = Command::new(bin)
-            .env_remove("FAIRCHANCE_CONFIG")
-            .env("DATABASE_URL", database_url)
-            .env("FAIRCHANCE_PLAYBOOK", playbook)
-            .env("FAIRCHANCE_INTAKE_URL", intake_url)
-            .env("FAIRCHANCE_LISTEN_ADDR", addr.to_string())
-            .env("FAIRCHANCE_DB_MAX_CONNECTIONS", args.pool.to_string())
-            .env("FAIRCHANCE_LOG", "warn")
-            .env("FAIRCHANCE_LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(
-                dir.join(format!("activation-{name}.err")),
-            )?)
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        Ok(Self {
-            child,
-            addr,
-            log,
-            up_ms: 0.0,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Waits until the service answers gRPC (a health check); how long it took.
-    async fn wait_ready(&mut self) -> anyhow::Result<Duration> {
-        use tonic_health_probe::check;
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                let err =
-                    std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default();
-                let out = std::fs::read_to_string(&self.log).unwrap_or_default();
-                anyhow::bail!("fairchance-activation exited with {status}:\n{out}\n{err}");
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                anyhow::bail!("fairchance-activation not serving after 60 s");
-            }
-            if check(&self.url()).await {
-                let up = started.elapsed();
-                self.up_ms = up.as_secs_f64() * 1e3;
-                return Ok(up);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn memory(&self) -> anyhow::Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .context("read /proc/<pid>/status (Linux only)")?;
-        let field = |key: &str| -> f64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map_or(f64::NAN, |kb| kb / 1024.0)
-        };
-        Ok(Memory {
-            rss_mb: field("VmRSS:"),
-            hwm_mb: field("VmHWM:"),
-            up_ms: self.up_ms,
-        })
-    }
-
-    /// SIGTERM (graceful shutdown), then SIGKILL after 10 s.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-mod tonic_health_probe {
-    /// True when a gRPC call to the service succeeds.
-    pub async fn check(url: &str) -> bool {
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned()) else {
-            return false;
-        };
-        let Ok(channel) = endpoint
-            .connect_timeout(std::time::Duration::from_millis(200))
-            .connect()
-            .await
-        else {
-            return false;
-        };
-        let mut client =
-            proto::activation::v1::activation_service_client::ActivationServiceClient::new(channel);
-        // Any answer (NOT_FOUND for a lead nobody has) means the service is serving.
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            client.get_activation(proto::activation::v1::GetActivationRequest {
-                lead_id: uuid::Uuid::nil().to_string(),
-            }),
-        )
-        .await
-        {
-            Ok(Ok(_)) => true,
-            Ok(Err(status)) => status.code() == tonic::Code::NotFound,
-            Err(_) => false,
-        }
-    }
-}
-
-/// The activation binary: `--activation-bin`, or the one beside this binary, rebuilt first
-/// when this runs from a cargo release build.
-fn activation_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(bin) = &args.activation_bin {
-        return Ok(bin.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name(format!(
-        "fairchance-activation{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    let release = exe
-        .parent()
-        .and_then(Path::file_name)
-        .is_some_and(|d| d == "release");
-    if release {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        eprintln!(
-            "timers-sla: cargo build --release -p activation --bin fairchance-activation ..."
-        );
-        let built = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "activation",
-                "--bin",
-                "fairchance-activation",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .status();
-        if !matches!(built, Ok(s) if s.success()) {
-            eprintln!("timers-sla: warning: building activation failed; using the binary there is");
-        }
-    }
-    anyhow::ensure!(
-        bin.is_file(),
-        "{} not found: build it with `cargo build --release -p activation` or pass --activation-bin",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-/// `n_live_tup`, `n_dead_tup` and total size (with indexes and TOAST) of a table. Close the
-/// pools that wrote to it first: a backend reports its statistics when idle for a while or
-/// when it exits.
-async fn table_stats(url: &str, table: &str) -> anyhow::Result<TableStats> {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut conn = PgConnection::connect(url).await?;
-    let (dead, updated, hot, size): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT n_dead_tup, n_tup_upd, n_tup_hot_upd, pg_total_relation_size(relid) \
-         FROM pg_stat_user_tables WHERE relname = $1",
-    )
-    .bind(table)
-    .fetch_one(&mut conn)
-    .await?;
-    conn.close().await?;
-    Ok(TableStats {
-        dead,
-        updated,
-        hot,
-        size,
-    })
-}
-
-#[derive(Debug, Clone, Copy)]
-struct TableStats {
-    dead: i64,
-    updated: i64,
-    hot: i64,
-    size: i64,
-}
-
-impl TableStats {
-    fn mb(&self) -> f64 {
-        self.size as f64 / (1024.0 * 1024.0)
-    }
-}
-
-impl std::fmt::Display for TableStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "n_dead_tup {}, {} updates ({} HOT), {:.1} MB",
-            self.dead,
-            self.updated,
-            self.hot,
-            self.mb()
-        )
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // 2. Dispatch rate: runtime timers against raw SKIP LOCKED claim-and-complete
 // ---------------------------------------------------------------------------------------
-
-/// The timers table's shape, for the raw loop (it only ever deletes).
-const RAW_TABLE: &str = "CREATE TABLE raw_timers ( \
-    timer_id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, due_at BIGINT NOT NULL, \
-    payload BYTEA NOT NULL, claimed_by TEXT NOT NULL DEFAULT '', claimed_until BIGINT NOT NULL DEFAULT 0, \
-    attempts BIGINT NOT NULL DEFAULT 0, UNIQUE (kind, subject))";
 
 async fn dispatch(args: &Args) -> anyhow::Result<Vec<Row>> {
     let bench = BenchDb::create(&args.postgres).await?;
@@ -941,12 +647,6 @@ async fn dispatch(args: &Args) -> anyhow::Result<Vec<Row>> {
     bench.drop().await;
     result
 }
-
-/// Claims up to `$2` due rows and deletes them, in one statement: the rows come back to the
-/// dispatcher.
-const RAW_CLAIM_COMPLETE: &str = "WITH c AS (SELECT timer_id FROM raw_timers WHERE due_at <= $1 \
-     ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-     DELETE FROM raw_timers t USING c WHERE t.timer_id = c.timer_id RETURNING t.timer_id, t.subject";
 
 /// The same, with each row's effect (a row in `raw_fired`) written by the same statement.
 const RAW_CLAIM_COMPLETE_RECORD: &str = "WITH c AS (SELECT timer_id FROM raw_timers WHERE due_at <= $1 \
@@ -958,9 +658,8 @@ async fn measure_dispatch(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
     let n = args.dispatch_rows;
     let k = args.dispatch_workers.max(1);
     let admin = PgPoolOptions::new().max_connections(2).connect(url).await?;
+    create_raw_table(&admin).await?;
     for ddl in [
-        RAW_TABLE,
-        "CREATE INDEX raw_timers_due ON raw_timers (due_at)",
         "CREATE TABLE raw_fired (seq BIGSERIAL PRIMARY KEY, subject TEXT NOT NULL)",
         "CREATE TABLE fired (seq BIGSERIAL PRIMARY KEY, subject TEXT NOT NULL)",
     ] {
@@ -1091,62 +790,6 @@ async fn measure_dispatch(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
             ),
         },
     ])
-}
-
-/// Fills `raw_timers` with `n` due rows.
-async fn seed_raw(pool: &PgPool, n: usize) -> anyhow::Result<()> {
-    let now = to_micros(Timestamp::now());
-    sqlx::query(
-        "INSERT INTO raw_timers (timer_id, kind, subject, due_at, payload) \
-         SELECT gen_random_uuid()::text, 'bench_step', 's' || g, $1 - g, ''::bytea \
-         FROM generate_series(1, $2) g",
-    )
-    .bind(now)
-    .bind(n as i64)
-    .execute(pool)
-    .await?;
-    sqlx::query("VACUUM ANALYZE raw_timers")
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// `k` workers run `sql` (bound to now and the batch size) until it finds nothing due; rows
-/// done and rows per second.
-async fn raw_loop(url: &str, k: usize, sql: &'static str) -> anyhow::Result<(u64, f64)> {
-    let pool = PgPoolOptions::new()
-        .max_connections(k as u32)
-        .connect(url)
-        .await?;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..k)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                loop {
-                    let n = sqlx::query(sql)
-                        .bind(to_micros(Timestamp::now()))
-                        .bind(RAW_BATCH)
-                        .execute(&pool)
-                        .await?
-                        .rows_affected();
-                    if n == 0 {
-                        return anyhow::Ok(done);
-                    }
-                    done += n;
-                }
-            })
-        })
-        .collect();
-    let mut done = 0;
-    for w in workers {
-        done += w.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
-    // Backends report their statistics when they exit.
-    pool.close().await;
-    Ok((done, rate))
 }
 
 /// Records each firing in the transaction that completes the timer.

@@ -181,7 +181,23 @@ async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
     dbs.push(db);
     health.extend(h);
 
-    print_banner(&args, &config, addr);
+    // One endpoint for all five services (they share the registry). Best effort on the
+    // default: several dev servers on one machine must not fail over a metrics port.
+    let metrics_addr = if config.metrics_addr_explicit {
+        config.metrics_addr
+    } else {
+        Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+    };
+    let metrics = match runtime::service::start_metrics(metrics_addr, &shutdown).await {
+        Ok(addr) => addr,
+        Err(error) if config.metrics_addr_explicit => return Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "running without a metrics endpoint");
+            None
+        }
+    };
+
+    print_banner(&args, &config, addr, metrics);
     runtime::server::serve(listener, routes, health, &config.server, shutdown).await?;
     for db in dbs {
         db.close().await;
@@ -189,7 +205,12 @@ async fn serve(args: DevArgs, config: ServiceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
+fn print_banner(
+    args: &DevArgs,
+    config: &ServiceConfig,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+) {
     let storage = match &args.postgres {
         Some(url) => format!(
             "PostgreSQL {} (a schema per service)",
@@ -202,10 +223,12 @@ fn print_banner(args: &DevArgs, config: &ServiceConfig, addr: SocketAddr) {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let metrics = metrics.map_or_else(|| "off".to_owned(), |m| format!("http://{m}/metrics"));
     println!(
         "\nfairchance dev is serving on {addr}\n  \
          services: intake, activation, followup, proof, feedback\n  \
          storage:  {storage}\n  \
+         metrics:  {metrics}\n  \
          playbook: {playbook} (edit it: changes apply within seconds)\n\n\
          Try it (grpcurl uses server reflection, no .proto files needed):\n  \
          grpcurl -plaintext {addr} list\n  \

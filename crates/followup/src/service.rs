@@ -10,7 +10,7 @@
 //! nothing fires until it can.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,6 +24,8 @@ use proto::proof::v1 as ppb;
 use proto::proof::v1::proof_service_client::ProofServiceClient;
 use runtime::consumer::{EventHandler, HandlerError};
 use runtime::grpc::to_proto_timestamp;
+use runtime::metrics::prometheus_client::metrics::counter::Counter;
+use runtime::metrics::prometheus_client::metrics::family::Family;
 use runtime::playbook::Playbook;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
@@ -34,7 +36,7 @@ use uuid::Uuid;
 use crate::convert::{
     change_text, change_to_event, engagement_to_proto, facts_from_activation, plan_to_proto,
 };
-use crate::domain::{Change, Engagement, Enrollment, FollowupError, ProofPick, TaskOutcome};
+use crate::domain::{Cause, Change, Engagement, Enrollment, FollowupError, ProofPick, TaskOutcome};
 use crate::playbook::FollowupPlaybook;
 use crate::store::{ContactKeys, Store, email_key, phone_key};
 
@@ -46,6 +48,78 @@ pub const OPT_OUT_TIMER: &str = "propagate_opt_out";
 const INTAKE_DEADLINE: Duration = Duration::from_secs(3);
 /// How long proof has to pick an asset before the step goes out with its default template.
 const PROOF_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Followup's instruments in the process registry (served by `runtime::metrics`). Labels
+/// are playbook names and fixed lists only, nothing about the lead.
+struct Metrics {
+    /// By cadence and channel.
+    steps_fired: Family<[(&'static str, String); 2], Counter>,
+    /// By cause.
+    deferrals: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let metrics = Metrics {
+        steps_fired: Family::default(),
+        deferrals: Family::default(),
+    };
+    runtime::metrics::register(
+        "followup_steps_fired",
+        "Cadence steps that became tasks for their owner, by cadence and channel",
+        metrics.steps_fired.clone(),
+    );
+    runtime::metrics::register(
+        "followup_deferrals",
+        "Steps deferred instead of fired, by cause (frequency_cap, ...)",
+        metrics.deferrals.clone(),
+    );
+    metrics
+});
+
+/// The `cause` label of a deferral.
+fn cause_label(cause: Cause) -> &'static str {
+    match cause {
+        Cause::FrequencyCap => "frequency_cap",
+        Cause::AttemptCap { .. } => "attempt_cap",
+        Cause::ChannelBlocked { .. } => "channel_blocked",
+        Cause::Unreachable { .. } => "unreachable",
+        Cause::Silence { .. } => "silence",
+        Cause::Unanswered { .. } => "unanswered",
+        Cause::NoChannelLeft => "no_channel_left",
+        Cause::CadenceFinished => "cadence_finished",
+        Cause::HardBounce => "hard_bounce",
+        Cause::WrongNumber => "wrong_number",
+    }
+}
+
+/// Counts what `changes` did, once the transaction holding them commits.
+fn record_metrics(changes: &[Change]) {
+    let mut fired = Vec::new();
+    let mut deferred = Vec::new();
+    for change in changes {
+        match change {
+            Change::FollowUpDue { cadence, task, .. } => {
+                fired.push([
+                    ("cadence", cadence.clone()),
+                    ("channel", task.channel.as_str().to_owned()),
+                ]);
+            }
+            Change::StepDeferred { cause, .. } => deferred.push([("cause", cause_label(*cause))]),
+            _ => {}
+        }
+    }
+    if fired.is_empty() && deferred.is_empty() {
+        return;
+    }
+    runtime::metrics::on_commit(move || {
+        for labels in &fired {
+            METRICS.steps_fired.get_or_create(labels).inc();
+        }
+        for labels in &deferred {
+            METRICS.deferrals.get_or_create(labels).inc();
+        }
+    });
+}
 
 /// A channel to another service, connected on first use.
 fn lazy_channel(key: &str, url: &str, deadline: Duration) -> Result<GrpcChannel, String> {
@@ -243,6 +317,7 @@ impl Followup {
         }
         events.extend(extra);
         self.log.append(tx, &events).await?;
+        record_metrics(changes);
         Ok(())
     }
 
@@ -563,19 +638,24 @@ impl Followup {
             + Send,
         E: FnOnce(&Enrollment, &[Change], Timestamp) -> Vec<NewEvent> + Send,
     {
-        let mut tx = self.store.db().begin().await?;
-        let (mut enrollment, keys, context) = Store::load_for_update(&mut tx, self.backend(), lead)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        let now = self.now();
-        let playbook = self.playbook.current();
-        let changes = op(&mut enrollment, &playbook, now)?;
-        let extra = extra(&enrollment, &changes, now);
-        self.persist_with(&mut tx, &enrollment, &keys, &context, &changes, extra, now)
-            .await?;
-        tx.commit().await.map_err(DbError::from)?;
-        self.wake();
-        Ok((enrollment, changes))
+        // Metrics recorded on the way are published only if the transaction commits.
+        runtime::metrics::transactional(async {
+            let mut tx = self.store.db().begin().await?;
+            let (mut enrollment, keys, context) =
+                Store::load_for_update(&mut tx, self.backend(), lead)
+                    .await?
+                    .ok_or(ServiceError::NotFound)?;
+            let now = self.now();
+            let playbook = self.playbook.current();
+            let changes = op(&mut enrollment, &playbook, now)?;
+            let extra = extra(&enrollment, &changes, now);
+            self.persist_with(&mut tx, &enrollment, &keys, &context, &changes, extra, now)
+                .await?;
+            tx.commit().await.map_err(DbError::from)?;
+            self.wake();
+            Ok((enrollment, changes))
+        })
+        .await
     }
 
     pub async fn complete_task(

@@ -29,7 +29,18 @@ pub struct ServiceConfig {
     pub telemetry: TelemetryConfig,
     /// Addresses of the other services this one calls (`FAIRCHANCE_<SERVICE>_URL`).
     pub upstreams: BTreeMap<&'static str, String>,
+    /// Where the Prometheus endpoint (`/metrics`, `/healthz`) listens, on its own port
+    /// (`FAIRCHANCE_METRICS_ADDR`, default `0.0.0.0:9090`); `None` (`off`) serves none.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether `FAIRCHANCE_METRICS_ADDR` was set. A service that cannot listen on an address
+    /// it was given does not start; on the default it warns and runs without the endpoint
+    /// (several binaries on one machine, as the bench runs them).
+    pub metrics_addr_explicit: bool,
 }
+
+/// Default of `FAIRCHANCE_METRICS_ADDR`: the port Prometheus scrapes in every pod.
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9090);
 
 /// Limits the gRPC server enforces on every call.
 #[derive(Debug, Clone)]
@@ -236,6 +247,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FAIRCHANCE_ACTIVATION_URL",
     "FAIRCHANCE_FOLLOWUP_URL",
     "FAIRCHANCE_PROOF_URL",
+    "FAIRCHANCE_METRICS_ADDR",
 ];
 
 /// Defaults a particular binary starts from.
@@ -353,6 +365,24 @@ impl ServiceConfig {
                 upstreams.insert(*service, url);
             }
         }
+        let metrics_addr = sources.parse_with(
+            &mut errors,
+            "FAIRCHANCE_METRICS_ADDR",
+            Some(DEFAULT_METRICS_ADDR),
+            parse_metrics_addr,
+        );
+        let metrics_addr_explicit = sources.raw("FAIRCHANCE_METRICS_ADDR").is_some();
+        // The default colliding with a chosen gRPC port is only warned about at start.
+        if let Some(metrics) = metrics_addr
+            && metrics_addr_explicit
+            && metrics.port() != 0
+            && metrics.port() == listen_addr.port()
+        {
+            errors.push(format!(
+                "FAIRCHANCE_METRICS_ADDR: port {} is also FAIRCHANCE_LISTEN_ADDR's; the metrics endpoint needs its own port (or off)",
+                metrics.port()
+            ));
+        }
         let service_name = sources
             .string("OTEL_SERVICE_NAME")
             .unwrap_or_else(|| format!("fairchance-{}", defaults.service_name));
@@ -380,6 +410,8 @@ impl ServiceConfig {
                 service_name,
             },
             upstreams,
+            metrics_addr,
+            metrics_addr_explicit,
         })
     }
 
@@ -410,6 +442,16 @@ fn parse_url(s: &str, example: &str) -> Result<String, String> {
             "expected an http:// or https:// URL, e.g. {example}"
         ))
     }
+}
+
+/// `HOST:PORT` of the metrics endpoint, or `off`.
+fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| "expected an address such as 0.0.0.0:9090, or off".into())
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -446,6 +488,50 @@ mod tests {
         assert_eq!(cfg.server.request_timeout, Duration::from_secs(30));
         assert_eq!(cfg.telemetry.service_name, "fairchance-intake");
         assert!(cfg.migrate_on_start);
+        assert_eq!(cfg.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
+        assert!(!cfg.metrics_addr_explicit);
+    }
+
+    #[test]
+    fn the_metrics_endpoint_is_an_address_or_off_and_has_its_own_port() {
+        let load = |value: &str| {
+            ServiceConfig::load(&env(&[("FAIRCHANCE_METRICS_ADDR", value)]), &defaults())
+        };
+        let cfg = load("127.0.0.1:9464").unwrap();
+        assert_eq!(cfg.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(cfg.metrics_addr_explicit);
+        assert_eq!(load("off").unwrap().metrics_addr, None);
+        assert_eq!(load("OFF").unwrap().metrics_addr, None);
+        // Port 0 picks a free port (tests).
+        assert_eq!(load("127.0.0.1:0").unwrap().metrics_addr.unwrap().port(), 0);
+        for bad in ["9090", "localhost:9090", "yes", "0.0.0.0:99999"] {
+            let text = load(bad).unwrap_err().to_string();
+            assert!(
+                text.contains(&format!(
+                    "FAIRCHANCE_METRICS_ADDR (environment): invalid value {bad:?}: expected an address such as 0.0.0.0:9090, or off"
+                )),
+                "{text}"
+            );
+        }
+        // The gRPC port (50051 by default) cannot be shared.
+        let text = load("0.0.0.0:50051").unwrap_err().to_string();
+        assert!(
+            text.contains("FAIRCHANCE_METRICS_ADDR: port 50051 is also FAIRCHANCE_LISTEN_ADDR's"),
+            "{text}"
+        );
+        // The default gives way: a service may listen on 9090 itself.
+        let on_9090 = ServiceConfig::load(
+            &env(&[("FAIRCHANCE_LISTEN_ADDR", "0.0.0.0:9090")]),
+            &defaults(),
+        );
+        assert!(on_9090.is_ok(), "{on_9090:?}");
+        // In the file, like every key: lower case without the prefix.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fc.toml");
+        std::fs::write(&path, "metrics_addr = \"off\"\n").unwrap();
+        let p = path.display().to_string();
+        let cfg = ServiceConfig::load(&env(&[(CONFIG_FILE_VAR, &p)]), &defaults()).unwrap();
+        assert_eq!(cfg.metrics_addr, None);
     }
 
     #[test]

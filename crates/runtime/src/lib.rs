@@ -1,6 +1,7 @@
 //! The shared runtime every fairchance service stands on: configuration, telemetry, the gRPC
 //! server bootstrap, storage over SQLite and PostgreSQL, the transactional event log and its
-//! consumers, durable timers, idempotency records, the injected clock and the playbook file.
+//! consumers, durable timers, idempotency records, Prometheus metrics, the injected clock and
+//! the playbook file.
 //!
 //! Written once here so the five services differ only in their domain.
 
@@ -12,6 +13,7 @@ pub mod eventlog;
 pub mod grpc;
 pub mod hours;
 pub mod idempotency;
+pub mod metrics;
 pub mod playbook;
 pub mod server;
 pub mod service;

@@ -1,7 +1,8 @@
 //! The gRPC server every service runs in: health (NOT_SERVING while a database is
 //! unreachable), reflection (v1 and v1alpha, so grpcurl 1.8 works), per-request timeout,
 //! a global concurrency limit that sheds load instead of queueing, message size limits,
-//! W3C trace context extraction, and graceful shutdown that drains in-flight calls.
+//! W3C trace context extraction, RED metrics per RPC and database gauges (see
+//! [`crate::metrics`]), and graceful shutdown that drains in-flight calls.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::metrics::RpcMetricsLayer;
 
 /// HTTP/2 flow-control window per stream.
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
@@ -89,10 +91,27 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
+    // Gauges read from each database this process serves (timers, outbox size); the
+    // endpoint that serves them is started by the caller (see `service::start_metrics`).
+    let mut sampled = std::collections::HashSet::new();
+    for target in &health {
+        let service = crate::metrics::short_service_name(target.service).to_owned();
+        if sampled.insert(service.clone()) {
+            tokio::spawn(crate::metrics::sample_database(
+                service,
+                target.db.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+
     // Binding ourselves (port 0 in tests) bypasses the builder's tcp_nodelay; without it
     // Nagle's algorithm adds ~40 ms to the latency tail.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let layers = limits(config.concurrency_limit);
+    // Metrics outermost, so calls shed by the limits are counted (RESOURCE_EXHAUSTED).
+    let layers = ServiceBuilder::new()
+        .layer(RpcMetricsLayer)
+        .layer(limits(config.concurrency_limit));
 
     let stop = shutdown.clone();
     let server = tonic::transport::Server::builder()

@@ -1,9 +1,10 @@
 //! What a service binary is: a [`ServiceSpec`] plus [`main`], which parses the command line,
 //! loads and validates configuration (exiting 64 with every problem named before anything
-//! starts), installs telemetry, connects and migrates the database, starts the service and
-//! serves it until SIGTERM, then drains and flushes.
+//! starts), installs telemetry, connects and migrates the database, starts the service, its
+//! metrics endpoint ([`start_metrics`]) and serves it until SIGTERM, then drains and flushes.
 //!
-//! The all-in-one dev server starts several specs in one process with [`start`].
+//! The all-in-one dev server starts several specs in one process, and at most one metrics
+//! endpoint for all of them.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -142,6 +143,22 @@ pub fn run_process(
     })
 }
 
+/// Starts the Prometheus endpoint at `addr` (`FAIRCHANCE_METRICS_ADDR`; `None` is off) until
+/// `shutdown`; returns the bound address. [`main`] calls it for a service binary; a process
+/// running several services (the all-in-one dev server) calls it once for all of them, as
+/// they share one registry.
+pub async fn start_metrics(
+    addr: Option<std::net::SocketAddr>,
+    shutdown: &CancellationToken,
+) -> Result<Option<std::net::SocketAddr>, crate::metrics::EndpointError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let bound = crate::metrics::spawn_endpoint(addr, shutdown.clone()).await?;
+    tracing::info!(addr = %bound, "serving metrics on /metrics");
+    Ok(Some(bound))
+}
+
 async fn run<S: ServiceSpec>(command: Command, config: ServiceConfig) -> ExitCode {
     if let Command::Check = command {
         return match &config.playbook {
@@ -201,6 +218,15 @@ async fn run<S: ServiceSpec>(command: Command, config: ServiceConfig) -> ExitCod
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    match start_metrics(config.metrics_addr, &shutdown).await {
+        Ok(_) => {}
+        Err(error) if config.metrics_addr_explicit => {
+            tracing::error!(%error, "cannot serve metrics");
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+        // The default port may be taken by another service on the same machine.
+        Err(error) => tracing::warn!(%error, "running without a metrics endpoint"),
+    }
     let addr = listener.local_addr().unwrap_or(config.listen_addr);
     tracing::info!(service = S::NAME, %addr, "serving gRPC");
     let result = crate::server::serve(listener, routes, health, &config.server, shutdown).await;

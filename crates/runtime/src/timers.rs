@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::consumer::HandlerError;
 use crate::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use crate::metrics::Staged;
 
 /// A timer to schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,56 @@ pub struct Timer {
     pub attempts: i64,
 }
 
+/// How many timers wait, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerBacklog {
+    /// Every timer not yet fired.
+    pub scheduled: i64,
+    /// Those whose due time has passed.
+    pub due: i64,
+    /// Those due longer ago than the grace given to [`backlog`]: the scheduler is behind.
+    pub overdue: i64,
+}
+
+/// Counts `db`'s timers: scheduled, due at `now`, and due more than `overdue_after` before
+/// `now`. Due and overdue are range scans of the due-time index (normally few rows); the
+/// scheduled total on PostgreSQL is the planner's row estimate, because counting a million
+/// open timers every few seconds would cost more than the figure is worth.
+pub async fn backlog(
+    db: &Db,
+    now: Timestamp,
+    overdue_after: SignedDuration,
+) -> Result<TimerBacklog, DbError> {
+    let overdue_before = now.checked_sub(overdue_after).unwrap_or(now);
+    let scheduled = match db.backend() {
+        Backend::Postgres => {
+            "SELECT CAST(GREATEST(reltuples, 0) AS BIGINT) FROM pg_class \
+             WHERE oid = CAST('timers' AS regclass)"
+        }
+        Backend::Sqlite => "SELECT COUNT(*) FROM timers",
+    };
+    let scheduled: i64 = sqlx::query_scalar(scheduled).fetch_one(db.reader()).await?;
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM timers WHERE due_at <= $1) AS due, \
+         (SELECT COUNT(*) FROM timers WHERE due_at <= $2) AS overdue",
+    )
+    .bind(to_micros(now))
+    .bind(to_micros(overdue_before))
+    .fetch_one(db.reader())
+    .await?;
+    let due: i64 = row.try_get("due")?;
+    Ok(TimerBacklog {
+        // The estimate can lag behind; never report fewer scheduled than due.
+        scheduled: scheduled.max(due),
+        due,
+        overdue: row.try_get("overdue")?,
+    })
+}
+
 /// Fires timers: applies their effects inside the transaction that completes them.
+///
+/// Metrics of a fire are recorded with [`crate::metrics::on_commit`]: they are published when
+/// its transaction commits, and discarded with a rollback (the timer is fired again later).
 pub trait TimerHandler: Send + Sync {
     fn fire(
         &self,
@@ -242,6 +292,19 @@ impl Timers {
         chunk: &[Timer],
         handler: &H,
     ) -> Result<Option<usize>, DbError> {
+        let (result, staged) = Staged::collect(self.fire_together_tx(chunk, handler)).await;
+        // Published only when the chunk committed; a rolled-back chunk is fired again.
+        if let Ok(Some(_)) = result {
+            staged.publish();
+        }
+        result
+    }
+
+    async fn fire_together_tx<H: TimerHandler>(
+        &self,
+        chunk: &[Timer],
+        handler: &H,
+    ) -> Result<Option<usize>, DbError> {
         let mut tx = self.db.begin().await?;
         // Fenced like `complete`: only rows this replica still holds under the same claim.
         let pairs = (0..chunk.len())
@@ -289,25 +352,31 @@ impl Timers {
     ) -> Result<usize, DbError> {
         let mut tx = self.db.begin().await?;
         let mut fired = 0;
+        // What the timers that took effect recorded, published after the commit.
+        let mut kept = Staged::default();
         for timer in chunk {
             sqlx::query("SAVEPOINT timer").execute(&mut *tx).await?;
             // Completing first takes the row (fenced by the claim) before any effect, so a
             // replica that lost its claim does nothing, and the handler is free to schedule
             // the same timer again (a fresh window).
-            let outcome = match self.complete(&mut tx, timer).await {
-                Ok(false) => {
-                    tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
-                    Ok(false)
+            let (outcome, staged) = Staged::collect(async {
+                match self.complete(&mut tx, timer).await {
+                    Ok(false) => {
+                        tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
+                        Ok(false)
+                    }
+                    Ok(true) => handler.fire(&mut tx, timer).await.map(|()| true),
+                    Err(error) => Err(HandlerError::from(error)),
                 }
-                Ok(true) => handler.fire(&mut tx, timer).await.map(|()| true),
-                Err(error) => Err(error.into()),
-            };
+            })
+            .await;
             match outcome {
                 Ok(took_effect) => {
                     sqlx::query("RELEASE SAVEPOINT timer")
                         .execute(&mut *tx)
                         .await?;
                     fired += usize::from(took_effect);
+                    kept.append(staged);
                 }
                 Err(error) => {
                     tracing::warn!(kind = %timer.kind, subject = %timer.subject, %error, "timer failed; retried after its lease");
@@ -321,6 +390,7 @@ impl Timers {
             }
         }
         tx.commit().await?;
+        kept.publish();
         if fired > 0 {
             handler.after_commit();
         }

@@ -2,6 +2,7 @@
 
 mod eventlog;
 mod gapfree;
+mod metrics;
 mod server;
 mod timers;
 
