@@ -13,8 +13,8 @@ use std::ops::Range;
 
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
-use runtime::playbook::{Section, SpannedError};
-use serde::{Deserialize, Deserializer};
+use runtime::playbook::{Parsed, PlaybookValue, Section, SpannedError, unplaced};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::hours::{Calendar, WeeklyHours};
@@ -59,12 +59,6 @@ impl Default for ActivationPlaybook {
             escalation: EscalationPolicy::default(),
         }
     }
-}
-
-/// A built-in value, not from the file. Built-ins are valid, so its empty span never ends up
-/// in an error.
-fn unplaced<T>(value: T) -> Spanned<T> {
-    Spanned::new(0..0, value)
 }
 
 /// One `[[activation.teams]]` entry.
@@ -176,47 +170,6 @@ impl Default for EscalationPolicy {
     }
 }
 
-/// A playbook string with a format of its own, parsed when read. A value that does not
-/// parse keeps its error (reported by `validate` with its place, alongside every other
-/// problem) and reads as [`PlaybookValue::fallback`], so nothing downstream can panic on it.
-#[derive(Debug, Clone)]
-struct Parsed<T> {
-    text: Spanned<String>,
-    value: T,
-    error: Option<String>,
-}
-
-trait PlaybookValue: Sized {
-    fn parse(text: &str) -> Result<Self, String>;
-    fn fallback() -> Self;
-}
-
-impl PlaybookValue for TimeZone {
-    fn parse(text: &str) -> Result<Self, String> {
-        TimeZone::get(text).map_err(|_| {
-            format!(
-                "timezone {text:?} is not a known IANA time zone; use a name like Europe/Berlin"
-            )
-        })
-    }
-
-    /// UTC: a zone is needed to read hours in, and UTC at least is the same everywhere.
-    fn fallback() -> Self {
-        TimeZone::UTC
-    }
-}
-
-impl PlaybookValue for WeeklyHours {
-    fn parse(text: &str) -> Result<Self, String> {
-        WeeklyHours::parse(text)
-    }
-
-    /// Never working: bad hours must not make an owner look available.
-    fn fallback() -> Self {
-        WeeklyHours::NEVER
-    }
-}
-
 impl PlaybookValue for Window {
     fn parse(text: &str) -> Result<Self, String> {
         Window::parse(text).map_err(|e| format!("window {e}"))
@@ -225,39 +178,6 @@ impl PlaybookValue for Window {
     /// An hour: the middle of the usual tiers.
     fn fallback() -> Self {
         Window::new(0, SignedDuration::from_hours(1))
-    }
-}
-
-impl<T: PlaybookValue> Parsed<T> {
-    fn new(text: Spanned<String>) -> Self {
-        match T::parse(text.get_ref()) {
-            Ok(value) => Self {
-                text,
-                value,
-                error: None,
-            },
-            Err(error) => Self {
-                text,
-                value: T::fallback(),
-                error: Some(error),
-            },
-        }
-    }
-
-    fn built_in(text: &str) -> Self {
-        Self::new(unplaced(text.to_owned()))
-    }
-
-    fn check(&self, errors: &mut Vec<SpannedError>) {
-        if let Some(error) = &self.error {
-            errors.push(SpannedError::at(self.text.span(), error.clone()));
-        }
-    }
-}
-
-impl<'de, T: PlaybookValue> Deserialize<'de> for Parsed<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Spanned::<String>::deserialize(deserializer).map(Self::new)
     }
 }
 
@@ -342,12 +262,12 @@ impl Team {
     }
 
     pub fn timezone(&self) -> &TimeZone {
-        &self.timezone.value
+        self.timezone.value()
     }
 
     /// The team's business hours in its time zone.
     pub fn calendar(&self) -> Calendar<'_> {
-        Calendar::new(&self.timezone.value, &self.hours.value)
+        Calendar::new(self.timezone.value(), self.hours.value())
     }
 }
 
@@ -365,12 +285,12 @@ impl Owner {
     }
 
     pub fn timezone(&self) -> &TimeZone {
-        &self.timezone.value
+        self.timezone.value()
     }
 
     /// The owner's working hours in their time zone.
     pub fn calendar(&self) -> Calendar<'_> {
-        Calendar::new(&self.timezone.value, &self.hours.value)
+        Calendar::new(self.timezone.value(), self.hours.value())
     }
 
     pub fn capacity(&self) -> u32 {
@@ -455,7 +375,7 @@ impl SlaPolicy {
     }
 
     pub fn window(&self) -> Window {
-        self.window.value
+        *self.window.value()
     }
 
     pub fn business_hours(&self) -> bool {
@@ -531,7 +451,7 @@ impl EscalationPolicy {
     /// How long getting a lead to an owner may take before a breach is blamed on the wait
     /// rather than on the owner.
     pub fn routing_delay(&self) -> SignedDuration {
-        self.routing_delay.value.wall_clock()
+        self.routing_delay.value().wall_clock()
     }
 }
 

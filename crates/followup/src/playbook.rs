@@ -18,8 +18,8 @@ use std::ops::Range;
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use runtime::hours::{Calendar, WeeklyHours};
-use runtime::playbook::{Section, SpannedError};
-use serde::{Deserialize, Deserializer};
+use runtime::playbook::{Parsed, PlaybookValue, Section, SpannedError, unplaced};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::{
@@ -116,12 +116,6 @@ fn default_hours() -> Parsed<WeeklyHours> {
 
 fn default_unanswered() -> Spanned<u32> {
     unplaced(2)
-}
-
-/// A built-in value, not from the file. Built-ins are valid, so its empty span never ends up
-/// in an error.
-fn unplaced<T>(value: T) -> Spanned<T> {
-    Spanned::new(0..0, value)
 }
 
 /// `[followup.frequency_cap]`: at most `touches` touches of one contact in any rolling
@@ -348,47 +342,6 @@ pub struct Rule {
     icp_tiers: Vec<Spanned<String>>,
 }
 
-/// A playbook string with a format of its own, parsed when read. A value that does not
-/// parse keeps its error (reported by `validate` with its place, alongside every other
-/// problem) and reads as [`PlaybookValue::fallback`], so nothing downstream can panic on it.
-#[derive(Debug, Clone)]
-struct Parsed<T> {
-    text: Spanned<String>,
-    value: T,
-    error: Option<String>,
-}
-
-trait PlaybookValue: Sized {
-    fn parse(text: &str) -> Result<Self, String>;
-    fn fallback() -> Self;
-}
-
-impl PlaybookValue for TimeZone {
-    fn parse(text: &str) -> Result<Self, String> {
-        TimeZone::get(text).map_err(|_| {
-            format!(
-                "timezone {text:?} is not a known IANA time zone; use a name like Europe/Berlin"
-            )
-        })
-    }
-
-    /// UTC: a zone is needed to read hours in, and UTC at least is the same everywhere.
-    fn fallback() -> Self {
-        TimeZone::UTC
-    }
-}
-
-impl PlaybookValue for WeeklyHours {
-    fn parse(text: &str) -> Result<Self, String> {
-        WeeklyHours::parse(text)
-    }
-
-    /// Never working, which business time reads as wall-clock time: delays still end.
-    fn fallback() -> Self {
-        WeeklyHours::NEVER
-    }
-}
-
 impl PlaybookValue for Delay {
     fn parse(text: &str) -> Result<Self, String> {
         Delay::parse(text)
@@ -400,79 +353,44 @@ impl PlaybookValue for Delay {
     }
 }
 
-impl<T: PlaybookValue> Parsed<T> {
-    fn new(text: Spanned<String>) -> Self {
-        match T::parse(text.get_ref()) {
-            Ok(value) => Self {
-                text,
-                value,
-                error: None,
-            },
-            Err(error) => Self {
-                text,
-                value: T::fallback(),
-                error: Some(error),
-            },
-        }
+/// A parsed delay must also be longer than zero and, for `wall_clock_only` keys, not
+/// counted in business time.
+fn check_delay(
+    delay: &Parsed<Delay>,
+    key: &str,
+    wall_clock_only: bool,
+    errors: &mut Vec<SpannedError>,
+) {
+    if !delay.check(errors) {
+        return;
     }
-
-    fn built_in(text: &str) -> Self {
-        Self::new(unplaced(text.to_owned()))
-    }
-
-    /// Reports a parse error; true when the value parsed.
-    fn check(&self, errors: &mut Vec<SpannedError>) -> bool {
-        match &self.error {
-            Some(error) => {
-                errors.push(SpannedError::at(self.text.span(), error.clone()));
-                false
-            }
-            None => true,
-        }
-    }
-}
-
-impl<'de, T: PlaybookValue> Deserialize<'de> for Parsed<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Spanned::<String>::deserialize(deserializer).map(Self::new)
-    }
-}
-
-impl Parsed<Delay> {
-    /// A parsed delay must also be longer than zero and, for `wall_clock_only` keys, not
-    /// counted in business time.
-    fn check_delay(&self, key: &str, wall_clock_only: bool, errors: &mut Vec<SpannedError>) {
-        if !self.check(errors) {
-            return;
-        }
-        let text = self.text.get_ref();
-        if self.value.is_zero() {
-            errors.push(SpannedError::at(
-                self.text.span(),
-                format!("{key} {text:?} must be longer than zero"),
-            ));
-        } else if wall_clock_only && self.value.is_business() {
-            errors.push(SpannedError::at(
-                self.text.span(),
-                format!("{key} {text:?} must be wall-clock time such as \"7d\" or \"12h\""),
-            ));
-        }
+    let text = delay.text().get_ref();
+    if delay.value().is_zero() {
+        errors.push(SpannedError::at(
+            delay.text().span(),
+            format!("{key} {text:?} must be longer than zero"),
+        ));
+    } else if wall_clock_only && delay.value().is_business() {
+        errors.push(SpannedError::at(
+            delay.text().span(),
+            format!("{key} {text:?} must be wall-clock time such as \"7d\" or \"12h\""),
+        ));
     }
 }
 
 impl FollowupPlaybook {
     /// The zone business time is counted in when no better one is known.
     pub fn timezone(&self) -> &TimeZone {
-        &self.timezone.value
+        self.timezone.value()
     }
 
     pub fn business_hours(&self) -> &WeeklyHours {
-        &self.business_hours.value
+        self.business_hours.value()
     }
 
     /// The business calendar in `tz`.
     pub fn calendar<'a>(&'a self, tz: &'a TimeZone) -> Calendar<'a> {
-        Calendar::new(tz, &self.business_hours.value)
+        Calendar::new(tz, self.business_hours.value())
     }
 
     /// Steps in a row left unanswered before the approach changes; at least 1.
@@ -488,7 +406,7 @@ impl FollowupPlaybook {
     pub fn frequency_window(&self) -> SignedDuration {
         self.frequency_cap
             .window
-            .value
+            .value()
             .wall_clock()
             .unwrap_or(SignedDuration::from_hours(24 * 7))
     }
@@ -508,7 +426,7 @@ impl FollowupPlaybook {
     pub fn momentum_half_life(&self) -> SignedDuration {
         self.momentum
             .half_life
-            .value
+            .value()
             .wall_clock()
             .unwrap_or(SignedDuration::from_hours(72))
     }
@@ -560,16 +478,16 @@ impl FollowupPlaybook {
 
     /// How long an out-of-office reply without a return date pauses the cadence.
     pub fn out_of_office_without_date(&self) -> Delay {
-        self.silence.out_of_office_without_date.value
+        *self.silence.out_of_office_without_date.value()
     }
 
     /// How long after the last step an unanswered lead is recycled into nurture.
     pub fn nurture_after_cadence(&self) -> Delay {
-        self.nurture.after_cadence.value
+        *self.nurture.after_cadence.value()
     }
 
     pub fn nurture_interval(&self) -> Delay {
-        self.nurture.interval.value
+        *self.nurture.interval.value()
     }
 
     pub fn nurture_touches(&self) -> u32 {
@@ -631,7 +549,7 @@ impl Cadence {
                 .get_ref()
                 .iter()
                 .map(|s| StepPlan {
-                    delay: s.delay.value,
+                    delay: *s.delay.value(),
                     channel: s.channel,
                     strategy: s.strategy,
                     template: s.template.get_ref().clone(),
@@ -655,7 +573,7 @@ impl Cadence {
 
 impl Step {
     pub fn delay(&self) -> Delay {
-        self.delay.value
+        *self.delay.value()
     }
 
     pub fn channel(&self) -> Channel {
@@ -750,7 +668,7 @@ impl FollowupPlaybook {
             "no step could ever go out",
             errors,
         );
-        cap.window.check_delay("frequency_cap window", true, errors);
+        check_delay(&cap.window, "frequency_cap window", true, errors);
         let caps = &self.attempt_caps;
         for (channel, value) in [
             ("call", &caps.call),
@@ -769,7 +687,7 @@ impl FollowupPlaybook {
 
     fn check_momentum(&self, errors: &mut Vec<SpannedError>) {
         let m = &self.momentum;
-        m.half_life.check_delay("momentum half_life", true, errors);
+        check_delay(&m.half_life, "momentum half_life", true, errors);
         let w = &m.weights;
         for (key, weight) in [
             ("activated", &w.activated),
@@ -833,15 +751,18 @@ impl FollowupPlaybook {
                 ),
             ));
         }
-        s.out_of_office_without_date
-            .check_delay("out_of_office_without_date", false, errors);
+        check_delay(
+            &s.out_of_office_without_date,
+            "out_of_office_without_date",
+            false,
+            errors,
+        );
     }
 
     fn check_nurture(&self, errors: &mut Vec<SpannedError>) {
         let n = &self.nurture;
-        n.after_cadence
-            .check_delay("nurture after_cadence", false, errors);
-        n.interval.check_delay("nurture interval", false, errors);
+        check_delay(&n.after_cadence, "nurture after_cadence", false, errors);
+        check_delay(&n.interval, "nurture interval", false, errors);
         at_least_one(
             &n.touches,
             "nurture touches",
@@ -886,9 +807,9 @@ fn check_cadence(cadence: &Cadence, errors: &mut Vec<SpannedError>) {
         ));
     }
     for (index, step) in steps.iter().enumerate() {
-        if step.delay.check(errors) && index > 0 && step.delay.value.is_zero() {
+        if step.delay.check(errors) && index > 0 && step.delay.value().is_zero() {
             errors.push(SpannedError::at(
-                step.delay.text.span(),
+                step.delay.text().span(),
                 format!(
                     "step {} of cadence {id:?} has a zero delay: only the first step may be due \
                      at once, or two touches would go out together",

@@ -52,6 +52,106 @@ impl SpannedError {
     }
 }
 
+/// A built-in value, not from the file. Built-ins are valid, so its empty span never ends up
+/// in an error.
+pub fn unplaced<T>(value: T) -> toml::Spanned<T> {
+    toml::Spanned::new(0..0, value)
+}
+
+/// A playbook string with a format of its own (a time zone, working hours, a delay).
+pub trait PlaybookValue: Sized {
+    fn parse(text: &str) -> Result<Self, String>;
+    /// What a value that does not parse reads as: a safe value, so nothing downstream can
+    /// panic on it while its error is reported.
+    fn fallback() -> Self;
+}
+
+/// A playbook string parsed when read. A value that does not parse keeps its error (reported
+/// by the section's `validate` with its place, alongside every other problem) and reads as
+/// [`PlaybookValue::fallback`].
+#[derive(Debug, Clone)]
+pub struct Parsed<T> {
+    text: toml::Spanned<String>,
+    value: T,
+    error: Option<String>,
+}
+
+impl<T: PlaybookValue> Parsed<T> {
+    pub fn new(text: toml::Spanned<String>) -> Self {
+        match T::parse(text.get_ref()) {
+            Ok(value) => Self {
+                text,
+                value,
+                error: None,
+            },
+            Err(error) => Self {
+                text,
+                value: T::fallback(),
+                error: Some(error),
+            },
+        }
+    }
+
+    /// A built-in default, written as the file would write it.
+    pub fn built_in(text: &str) -> Self {
+        Self::new(unplaced(text.to_owned()))
+    }
+
+    /// Reports a parse error at its place; true when the value parsed.
+    pub fn check(&self, errors: &mut Vec<SpannedError>) -> bool {
+        match &self.error {
+            Some(error) => {
+                errors.push(SpannedError::at(self.text.span(), error.clone()));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The parsed value (the fallback when it did not parse).
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The text as written, with its place.
+    pub fn text(&self) -> &toml::Spanned<String> {
+        &self.text
+    }
+}
+
+impl<'de, T: PlaybookValue> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        toml::Spanned::<String>::deserialize(deserializer).map(Self::new)
+    }
+}
+
+impl PlaybookValue for jiff::tz::TimeZone {
+    fn parse(text: &str) -> Result<Self, String> {
+        jiff::tz::TimeZone::get(text).map_err(|_| {
+            format!(
+                "timezone {text:?} is not a known IANA time zone; use a name like Europe/Berlin"
+            )
+        })
+    }
+
+    /// UTC: a zone is needed to read hours in, and UTC at least is the same everywhere.
+    fn fallback() -> Self {
+        jiff::tz::TimeZone::UTC
+    }
+}
+
+impl PlaybookValue for crate::hours::WeeklyHours {
+    fn parse(text: &str) -> Result<Self, String> {
+        crate::hours::WeeklyHours::parse(text)
+    }
+
+    /// Never working: bad hours must not make anyone look available, and business time over
+    /// them reads as wall-clock time, so delays still end.
+    fn fallback() -> Self {
+        crate::hours::WeeklyHours::NEVER
+    }
+}
+
 /// Why a playbook could not be used: every problem found, each with its line and column.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaybookError {

@@ -158,3 +158,37 @@ pub async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
     }
     panic!("server at {addr} did not come up");
 }
+
+/// Starts service `S` in this process on a free local port, on `db` with `config`, as its
+/// binary would (the same `start` and server bootstrap); it serves until `stop` is cancelled.
+/// Returns a channel to it.
+pub async fn serve<S: runtime::service::ServiceSpec>(
+    db: Db,
+    config: runtime::config::ServiceConfig,
+    stop: tokio_util::sync::CancellationToken,
+) -> (tonic::transport::Channel, SocketAddr) {
+    let ctx = runtime::service::ServiceContext {
+        db,
+        config: config.clone(),
+        clock: std::sync::Arc::new(runtime::SystemClock),
+        shutdown: stop.clone(),
+    };
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let health = S::start(ctx, &mut routes)
+        .await
+        .unwrap_or_else(|e| panic!("{} did not start: {e}", S::NAME));
+    let (listener, addr) = bind_local().await;
+    tokio::spawn(async move {
+        runtime::server::serve(listener, routes, health, &config.server, stop).await
+    });
+    (channel(addr).await, addr)
+}
+
+/// A service's configuration with defaults and no environment, for in-process tests.
+pub fn config(service: &'static str) -> runtime::config::ServiceConfig {
+    runtime::config::ServiceConfig::load(
+        &runtime::config::Sources::default(),
+        &runtime::config::Defaults::service(service, 0),
+    )
+    .expect("default configuration is valid")
+}

@@ -4,7 +4,6 @@
 use feedback::FeedbackService;
 use proto::feedback::v1 as pb;
 use proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
-use runtime::service::{ServiceContext, ServiceSpec};
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -20,32 +19,16 @@ async fn start() -> Running {
     let test_db = TestDb::new().await;
     let db = test_db.connect(&feedback::store::MIGRATIONS).await;
     let stop = CancellationToken::new();
-    let mut config = runtime::config::ServiceConfig::load(
-        &runtime::config::Sources::default(),
-        &runtime::config::Defaults::service("feedback", 0),
-    )
-    .unwrap();
+    let mut config = testkit::config("feedback");
     // Nothing listens there: the consumers retry quietly; this test calls the API only.
     for upstream in ["intake", "activation", "followup", "proof"] {
         config
             .upstreams
             .insert(upstream, "http://127.0.0.1:9".into());
     }
-    let ctx = ServiceContext {
-        db,
-        config: config.clone(),
-        clock: std::sync::Arc::new(runtime::SystemClock),
-        shutdown: stop.clone(),
-    };
-    let mut routes = tonic::service::RoutesBuilder::default();
-    let health = FeedbackService::start(ctx, &mut routes).await.unwrap();
-    let (listener, addr) = testkit::bind_local().await;
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        runtime::server::serve(listener, routes, health, &config.server, server_stop).await
-    });
+    let (channel, _) = testkit::serve::<FeedbackService>(db, config, stop.clone()).await;
     Running {
-        client: FeedbackServiceClient::new(testkit::channel(addr).await),
+        client: FeedbackServiceClient::new(channel),
         stop,
         _db: test_db,
     }

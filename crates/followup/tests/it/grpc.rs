@@ -4,7 +4,6 @@
 use followup::FollowupService;
 use proto::followup::v1 as pb;
 use proto::followup::v1::followup_service_client::FollowupServiceClient;
-use runtime::service::{ServiceContext, ServiceSpec};
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -37,29 +36,13 @@ async fn start() -> Running {
     let playbook = dir.path().join("playbook.toml");
     std::fs::write(&playbook, PLAYBOOK).unwrap();
     let stop = CancellationToken::new();
-    let mut config = runtime::config::ServiceConfig::load(
-        &runtime::config::Sources::default(),
-        &runtime::config::Defaults::service("followup", 0),
-    )
-    .unwrap();
+    let mut config = testkit::config("followup");
     config.playbook = Some(playbook);
     config.upstreams.insert("intake", intake.url.clone());
     config.upstreams.insert("activation", intake.url.clone());
-    let ctx = ServiceContext {
-        db,
-        config: config.clone(),
-        clock: std::sync::Arc::new(runtime::SystemClock),
-        shutdown: stop.clone(),
-    };
-    let mut routes = tonic::service::RoutesBuilder::default();
-    let health = FollowupService::start(ctx, &mut routes).await.unwrap();
-    let (listener, addr) = testkit::bind_local().await;
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        runtime::server::serve(listener, routes, health, &config.server, server_stop).await
-    });
+    let (channel, _) = testkit::serve::<FollowupService>(db, config, stop.clone()).await;
     Running {
-        client: FollowupServiceClient::new(testkit::channel(addr).await),
+        client: FollowupServiceClient::new(channel),
         stop,
         _intake: intake,
         _db: test_db,

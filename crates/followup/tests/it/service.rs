@@ -15,7 +15,6 @@ use proto::events::v1::Event;
 use proto::intake::v1 as ipb;
 use proto::intake::v1::intake_service_client::IntakeServiceClient;
 use runtime::playbook::Playbook;
-use runtime::service::{ServiceContext, ServiceSpec};
 use runtime::timers::Timers;
 use runtime::{Clock, Db, EventLog, ManualClock};
 use testkit::TestDb;
@@ -76,28 +75,10 @@ pub async fn start_intake() -> Intake {
     let test_db = TestDb::sqlite();
     let db = test_db.connect(&intake::store::MIGRATIONS).await;
     let stop = CancellationToken::new();
-    let config = runtime::config::ServiceConfig::load(
-        &runtime::config::Sources::default(),
-        &runtime::config::Defaults::service("intake", 0),
-    )
-    .unwrap();
-    let ctx = ServiceContext {
-        db,
-        config: config.clone(),
-        clock: Arc::new(runtime::SystemClock),
-        shutdown: stop.clone(),
-    };
-    let mut routes = tonic::service::RoutesBuilder::default();
-    let health = intake::IntakeService::start(ctx, &mut routes)
-        .await
-        .unwrap();
-    let (listener, addr) = testkit::bind_local().await;
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        runtime::server::serve(listener, routes, health, &config.server, server_stop).await
-    });
+    let (channel, addr) =
+        testkit::serve::<intake::IntakeService>(db, testkit::config("intake"), stop.clone()).await;
     Intake {
-        client: IntakeServiceClient::new(testkit::channel(addr).await),
+        client: IntakeServiceClient::new(channel),
         url: format!("http://{addr}"),
         stop,
         _db: test_db,

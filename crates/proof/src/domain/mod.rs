@@ -38,48 +38,10 @@ pub use effectiveness::{Context, Effectiveness, Prior, Scoreboard};
 pub use outcome::{DeliveryOutcome, Outcome, OutcomeEvidence};
 pub use recommend::{PassReason, PassedOver, Recommendation};
 
-/// Implements the wire form of a snake_case enum: `ALL`, `as_str`, `Display` and a trimmed,
-/// case-insensitive `FromStr` whose error lists the accepted values.
+/// [`runtime::wire_enum!`] with this crate's error.
 macro_rules! wire_enum {
     ($name:ident, $what:literal, [$($variant:ident => $text:literal),+ $(,)?]) => {
-        impl $name {
-            /// Every value, in order.
-            pub const ALL: &'static [$name] = &[$(Self::$variant),+];
-
-            /// The snake_case name, as the playbook and the wire write it.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text),+
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::std::str::FromStr for $name {
-            type Err = $crate::domain::ProofError;
-
-            fn from_str(text: &str) -> Result<Self, $crate::domain::ProofError> {
-                let wanted = text.trim();
-                Self::ALL
-                    .iter()
-                    .copied()
-                    .find(|v| v.as_str().eq_ignore_ascii_case(wanted))
-                    .ok_or_else(|| $crate::domain::ProofError::UnknownValue {
-                        what: $what,
-                        value: text.to_owned(),
-                        expected: Self::ALL
-                            .iter()
-                            .map(|v| v.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-            }
-        }
+        runtime::wire_enum!($name, $what, $crate::domain::ProofError, [$($variant => $text),+]);
     };
 }
 pub(crate) use wire_enum;

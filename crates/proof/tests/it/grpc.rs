@@ -4,7 +4,6 @@
 use proof::ProofService;
 use proto::proof::v1 as pb;
 use proto::proof::v1::proof_service_client::ProofServiceClient;
-use runtime::service::{ServiceContext, ServiceSpec};
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -26,11 +25,7 @@ async fn start() -> Running {
     let playbook = dir.path().join("playbook.toml");
     std::fs::write(&playbook, PLAYBOOK).unwrap();
     let stop = CancellationToken::new();
-    let mut config = runtime::config::ServiceConfig::load(
-        &runtime::config::Sources::default(),
-        &runtime::config::Defaults::service("proof", 0),
-    )
-    .unwrap();
+    let mut config = testkit::config("proof");
     config.playbook = Some(playbook);
     // Nothing listens there: the consumers retry quietly; this test calls the API only.
     config
@@ -39,21 +34,9 @@ async fn start() -> Running {
     config
         .upstreams
         .insert("followup", "http://127.0.0.1:9".into());
-    let ctx = ServiceContext {
-        db,
-        config: config.clone(),
-        clock: std::sync::Arc::new(runtime::SystemClock),
-        shutdown: stop.clone(),
-    };
-    let mut routes = tonic::service::RoutesBuilder::default();
-    let health = ProofService::start(ctx, &mut routes).await.unwrap();
-    let (listener, addr) = testkit::bind_local().await;
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        runtime::server::serve(listener, routes, health, &config.server, server_stop).await
-    });
+    let (channel, _) = testkit::serve::<ProofService>(db, config, stop.clone()).await;
     Running {
-        client: ProofServiceClient::new(testkit::channel(addr).await),
+        client: ProofServiceClient::new(channel),
         stop,
         _db: test_db,
         _dir: dir,
