@@ -528,22 +528,7 @@ industries = ["financial_services"]
     /// problem is reported there (as `p.toml:line:col`) and mentions `needle`.
     #[track_caller]
     fn assert_error(marked: &str, needle: &str) {
-        let offset = marked.find("@@").expect("the case marks the error with @@");
-        let text = marked.replacen("@@", "", 1);
-        let (line, col) = runtime::playbook::line_col(&text, offset);
-        let err = parse::<ProofPlaybook>("p.toml", &text)
-            .expect_err(needle)
-            .to_string();
-        assert_eq!(
-            err.matches("\n  p.toml").count(),
-            1,
-            "expected one problem: {err}"
-        );
-        assert!(
-            err.contains(&format!("p.toml:{line}:{col}: ")),
-            "expected at {line}:{col}: {err}"
-        );
-        assert!(err.contains(needle), "expected {needle:?}: {err}");
+        testkit::assert_playbook_error::<ProofPlaybook>(marked, needle);
     }
 
     #[test]

@@ -192,3 +192,42 @@ pub fn config(service: &'static str) -> runtime::config::ServiceConfig {
     )
     .expect("default configuration is valid")
 }
+
+/// The fields a status's `google.rpc.BadRequest` detail names, in order; fails the test unless
+/// the status is INVALID_ARGUMENT with such a detail.
+#[track_caller]
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("a BadRequest detail")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+/// Parses playbook `marked` as section `T`, where `@@` marks where the one expected problem
+/// is, and checks that exactly one problem is reported, at that place (`p.toml:line:col`),
+/// mentioning `needle`.
+#[track_caller]
+pub fn assert_playbook_error<T: runtime::playbook::Section>(marked: &str, needle: &str) {
+    let offset = marked.find("@@").expect("the case marks the error with @@");
+    let text = marked.replacen("@@", "", 1);
+    let (line, col) = runtime::playbook::line_col(&text, offset);
+    let err = runtime::playbook::parse::<T>("p.toml", &text)
+        .err()
+        .unwrap_or_else(|| panic!("expected an error mentioning {needle:?}"))
+        .to_string();
+    assert_eq!(
+        err.matches("\n  p.toml").count(),
+        1,
+        "expected one problem: {err}"
+    );
+    assert!(
+        err.contains(&format!("p.toml:{line}:{col}: ")),
+        "expected at {line}:{col}: {err}"
+    );
+    assert!(err.contains(needle), "expected {needle:?}: {err}");
+}

@@ -7,7 +7,6 @@ use proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 struct Running {
     client: FeedbackServiceClient<tonic::transport::Channel>,
@@ -34,17 +33,6 @@ async fn start() -> Running {
     }
 }
 
-fn fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .expect("a BadRequest detail")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect()
-}
-
 #[tokio::test]
 async fn bad_requests_name_their_fields() {
     let mut r = start().await;
@@ -59,7 +47,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["lead_id"]);
+    assert_eq!(testkit::violated_fields(&status), ["lead_id"]);
     let status = r
         .client
         .record_outcome(pb::RecordOutcomeRequest {
@@ -68,7 +56,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["stage"]);
+    assert_eq!(testkit::violated_fields(&status), ["stage"]);
     let status = r
         .client
         .record_outcome(pb::RecordOutcomeRequest {
@@ -78,7 +66,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["reason"]);
+    assert_eq!(testkit::violated_fields(&status), ["reason"]);
     let status = r
         .client
         .record_outcome(pb::RecordOutcomeRequest {
@@ -95,7 +83,7 @@ async fn bad_requests_name_their_fields() {
         .get_source_report(pb::GetSourceReportRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["from"]);
+    assert_eq!(testkit::violated_fields(&status), ["from"]);
     let status = r
         .client
         .get_funnel(pb::GetFunnelRequest {
@@ -105,7 +93,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["to"]);
+    assert_eq!(testkit::violated_fields(&status), ["to"]);
     let status = r
         .client
         .list_verdicts(pb::ListVerdictsRequest {
@@ -115,7 +103,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["page_token"]);
+    assert_eq!(testkit::violated_fields(&status), ["page_token"]);
 
     // An empty period reports zeros, not errors.
     let report = r

@@ -7,7 +7,6 @@ use proto::followup::v1::followup_service_client::FollowupServiceClient;
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 use crate::service::{Intake, start_intake};
 
@@ -50,17 +49,6 @@ async fn start() -> Running {
     }
 }
 
-fn fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .expect("a BadRequest detail")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect()
-}
-
 #[tokio::test]
 async fn bad_requests_name_their_fields() {
     let mut r = start().await;
@@ -73,14 +61,17 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["lead_id"]);
+    assert_eq!(testkit::violated_fields(&status), ["lead_id"]);
 
     let status = r
         .client
         .complete_task(pb::CompleteTaskRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["task_id", "owner_id", "outcome"]);
+    assert_eq!(
+        testkit::violated_fields(&status),
+        ["task_id", "owner_id", "outcome"]
+    );
 
     let status = r
         .client
@@ -91,7 +82,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["sentiment"]);
+    assert_eq!(testkit::violated_fields(&status), ["sentiment"]);
 
     let status = r
         .client
@@ -102,7 +93,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["channel"]);
+    assert_eq!(testkit::violated_fields(&status), ["channel"]);
 
     let status = r
         .client
@@ -113,7 +104,7 @@ async fn bad_requests_name_their_fields() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["page_token"]);
+    assert_eq!(testkit::violated_fields(&status), ["page_token"]);
 
     // Well-formed, but about a lead followup does not know.
     let status = r

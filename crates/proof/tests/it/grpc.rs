@@ -7,7 +7,6 @@ use proto::proof::v1::proof_service_client::ProofServiceClient;
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 use crate::service::PLAYBOOK;
 
@@ -43,17 +42,6 @@ async fn start() -> Running {
     }
 }
 
-fn fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .expect("a BadRequest detail")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect()
-}
-
 #[tokio::test]
 async fn bad_requests_name_their_fields_and_the_catalog_grows() {
     let mut r = start().await;
@@ -70,7 +58,7 @@ async fn bad_requests_name_their_fields_and_the_catalog_grows() {
         .await
         .unwrap_err();
     assert_eq!(
-        fields(&status),
+        testkit::violated_fields(&status),
         [
             "asset.asset_id",
             "asset.title",
@@ -88,7 +76,7 @@ async fn bad_requests_name_their_fields_and_the_catalog_grows() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["checkpoint"]);
+    assert_eq!(testkit::violated_fields(&status), ["checkpoint"]);
 
     let status = r
         .client
@@ -99,7 +87,7 @@ async fn bad_requests_name_their_fields_and_the_catalog_grows() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["sentiment"]);
+    assert_eq!(testkit::violated_fields(&status), ["sentiment"]);
 
     let status = r
         .client
@@ -110,7 +98,7 @@ async fn bad_requests_name_their_fields_and_the_catalog_grows() {
         })
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["asset_id"]);
+    assert_eq!(testkit::violated_fields(&status), ["asset_id"]);
 
     let status = r
         .client
