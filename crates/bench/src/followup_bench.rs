@@ -714,6 +714,7 @@ impl Template {
                 completeness_score: 90,
                 ..Default::default()
             }),
+            ..Default::default()
         };
         let (_, mut packet) = activation::intake_events::from_accepted(&accepted)?;
         // The contact's identity varies with the lead, so no two leads share a frequency cap.

@@ -480,6 +480,7 @@ impl Template {
                 completeness_score: 90,
                 ..Default::default()
             }),
+            ..Default::default()
         };
         let (facts, packet) = activation::intake_events::from_accepted(&accepted)?;
         let received: Timestamp = RECEIVED_PLACEHOLDER.parse()?;

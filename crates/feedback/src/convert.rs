@@ -15,7 +15,7 @@ use runtime::grpc::{from_proto_timestamp, to_proto_timestamp};
 use uuid::Uuid;
 
 use crate::domain::{
-    Attribution, EngagementKind, FunnelStep, GroupReport, LeadFact, Observation, Rejected,
+    Attribution, EngagementKind, FunnelStep, GroupReport, LeadFact, Observation, Rejected, Review,
     TimelineEntry, Verdict,
 };
 
@@ -77,7 +77,13 @@ pub fn decode(event: &Event) -> Result<Decoded, prost::DecodeError> {
     };
     match name {
         "fairchance.intake.v1.LeadAccepted" => {
-            let Some(lead) = ipb::LeadAccepted::decode(bytes)?.lead else {
+            let accepted = ipb::LeadAccepted::decode(bytes)?;
+            // A submission accepted on review: the report counts it once, as this lead.
+            let review = lead_id(&accepted.from_rejection_id).map(|rejection| Review {
+                rejection,
+                reasons: accepted.rejection_codes.clone(),
+            });
+            let Some(lead) = accepted.lead else {
                 return Ok(out);
             };
             let Some(id) = lead_id(&lead.lead_id) else {
@@ -99,7 +105,7 @@ pub fn decode(event: &Event) -> Result<Decoded, prost::DecodeError> {
                 received_at,
                 icp_tier: tier,
                 do_not_contact: lead.do_not_contact,
-                review: None,
+                review,
             });
             let kind = ipb::IntentKind::try_from(intent.kind)
                 .map(|k| {

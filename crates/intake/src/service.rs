@@ -403,6 +403,7 @@ impl Intake {
         for (lead, i) in new_leads {
             let event = pb::LeadAccepted {
                 lead: Some(lead_to_proto(&lead)),
+                ..Default::default()
             };
             let event = NewEvent::new(lead.id.to_string(), &event, now);
             out[i] = Some(Accepted {
@@ -492,6 +493,8 @@ impl Intake {
         if let Some(input) = corrected {
             rejection.input = input;
         }
+        // What it failed before review, for the accepted lead's event.
+        let failed_codes: Vec<String> = rejection.problems.iter().map(|p| p.code.clone()).collect();
         let mut events = Vec::new();
         let submitted = match action {
             ReviewAction::Dismiss => {
@@ -510,7 +513,17 @@ impl Intake {
                     let Some(accepted) = accepted.pop() else {
                         return Err(IntakeError::LeadNotFound);
                     };
-                    events.push(accepted.event);
+                    if accepted.merged {
+                        events.push(accepted.event);
+                    } else {
+                        // The lead came from the review queue: say which submission it was.
+                        let event = pb::LeadAccepted {
+                            lead: Some(lead_to_proto(&accepted.lead)),
+                            from_rejection_id: rejection.id.to_string(),
+                            rejection_codes: failed_codes,
+                        };
+                        events.push(NewEvent::new(accepted.lead.id.to_string(), &event, now));
+                    }
                     rejection.state = RejectionState::Accepted;
                     rejection.lead_id = Some(accepted.lead.id);
                     Some(if accepted.merged {

@@ -150,7 +150,13 @@ fn accepted(email: &str, kind: ipb::IntentKind, do_not_contact: bool) -> (Uuid, 
         do_not_contact,
         ..Default::default()
     };
-    (id, event(&ipb::LeadAccepted { lead: Some(lead) }))
+    (
+        id,
+        event(&ipb::LeadAccepted {
+            lead: Some(lead),
+            ..Default::default()
+        }),
+    )
 }
 
 fn event<M: Name>(message: &M) -> Event {

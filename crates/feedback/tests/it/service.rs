@@ -7,7 +7,7 @@ use feedback::playbook::FeedbackPlaybook;
 use feedback::service::{Feedback, ServiceError};
 use feedback::store::{MIGRATIONS, Store};
 use jiff::{SignedDuration, Timestamp};
-use prost::Name;
+use prost::{Message, Name};
 use proto::activation::v1 as apb;
 use proto::events::v1::Event;
 use proto::followup::v1 as fpb;
@@ -56,7 +56,7 @@ fn event<M: Name>(message: &M, occurred: Timestamp) -> Event {
         occurred_at: Some(to_proto_timestamp(occurred)),
         payload: Some(prost_types::Any {
             type_url: format!("type.googleapis.com/{}", M::full_name()),
-            value: prost::Message::encode_to_vec(message),
+            value: Message::encode_to_vec(message),
         }),
         ..Default::default()
     }
@@ -79,7 +79,13 @@ fn accepted(lead: Uuid, source: &str, received: Timestamp) -> Event {
         icp_tier: ipb::IcpTier::A as i32,
         ..Default::default()
     };
-    event(&ipb::LeadAccepted { lead: Some(lead) }, received)
+    event(
+        &ipb::LeadAccepted {
+            lead: Some(lead),
+            ..Default::default()
+        },
+        received,
+    )
 }
 
 fn activation(lead: Uuid, owner: &str) -> apb::Activation {
@@ -122,6 +128,15 @@ fn history() -> Vec<Vec<Event>> {
             at(2),
         ),
     ];
+    // The rejected webinar submission, accepted on review as lead 4: counted once.
+    let mut reviewed = accepted(Uuid::from_u128(4), "webinar", at(2));
+    let mut payload =
+        ipb::LeadAccepted::decode(reviewed.payload.as_ref().unwrap().value.as_slice()).unwrap();
+    payload.from_rejection_id = Uuid::from_u128(3).to_string();
+    payload.rejection_codes = vec!["missing_required_field".into()];
+    reviewed.payload.as_mut().unwrap().value = Message::encode_to_vec(&payload);
+    let mut intake = intake;
+    intake.push(reviewed);
     let mut assigned = activation(worked, "anna");
     assigned.assigned_at = Some(to_proto_timestamp(at(0)));
     let activation_events = vec![
@@ -257,23 +272,26 @@ pub async fn events_become_facts_reports_verdicts_and_timelines(f: Fixture) {
     );
     assert_eq!(website.top_objections.len(), 1);
     let webinar = report.group("webinar").unwrap();
+    // Three submissions, one of them rejected and later accepted on review as lead 4: received
+    // counts it once; it still shows as a rejection (the form's data-quality feedback).
     assert_eq!(
         (webinar.received, webinar.accepted, webinar.rejected),
-        (2, 1, 1)
+        (2, 2, 1)
     );
+    assert_eq!(webinar.accepted_after_review, 1);
     assert_eq!(
         webinar.rejections_by_reason,
         vec![("missing_required_field".to_owned(), 1)]
     );
     assert_eq!(
         (webinar.never_activated.count, webinar.never_activated.of),
-        (1, 1)
+        (2, 2)
     );
     assert_eq!(report.total.attribution.system_failure, 2);
 
     let funnel = f.svc.funnel(at(-60), None, None).await.unwrap();
     let counts: Vec<u64> = funnel.steps.iter().map(|s| s.count).collect();
-    assert_eq!(counts, [3, 2, 1, 1, 0, 0, 0]);
+    assert_eq!(counts, [3, 3, 1, 1, 0, 0, 0]);
 
     let (timeline, _) = f.svc.timeline(ignored).await.unwrap();
     let kinds: Vec<&str> = timeline

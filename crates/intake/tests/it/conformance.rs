@@ -8,6 +8,7 @@ use intake::playbook::IntakePlaybook;
 use intake::service::{Intake, IntakeError, ReviewAction, Submitted};
 use intake::store::{MIGRATIONS, Store};
 use jiff::{SignedDuration, Timestamp};
+use prost::Message;
 use proto::events::v1::SubscribeFrom;
 use runtime::playbook::Playbook;
 use runtime::{Db, EventLog, ManualClock};
@@ -286,6 +287,16 @@ pub async fn rejections_wait_for_review_and_can_be_reconsidered(f: Fixture) {
         event_types(&f.intake, 3).await,
         ["LeadRejected", "LeadRejected", "LeadAccepted"]
     );
+    // The lead accepted on review names the submission it was, so reports count it once.
+    let events = f
+        .intake
+        .log()
+        .read_after(Default::default(), 10)
+        .await
+        .unwrap();
+    let accepted = proto::intake::v1::LeadAccepted::decode(events[2].payload.as_slice()).unwrap();
+    assert_eq!(accepted.from_rejection_id, rejection.id.to_string());
+    assert!(!accepted.rejection_codes.is_empty());
 }
 
 pub async fn opt_out_flags_existing_and_future_leads(f: Fixture) {
