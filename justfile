@@ -34,6 +34,10 @@ lint:
 bench *args:
     cargo run --release -p bench -- {{args}}
 
+# Fuzz each target for `secs` seconds (cargo-fuzz on nightly; installed under target/tools).
+fuzz secs="60":
+    bash crates/fuzz/run.sh {{secs}}
+
 # Validate deploy/: Kubernetes manifests and Dockerfile (kubernetes-validate, checkov).
 deploy-check:
     bash deploy/check.sh

@@ -33,18 +33,24 @@ steps = [
 /// Submits a lead, waits for its owner and records a relevant first action.
 pub async fn activate(channel: &Channel, email: &str) -> (String, String) {
     let mut intake = IntakeServiceClient::new(channel.clone());
-    let mut activation = ActivationServiceClient::new(channel.clone());
     let submitted = intake
         .submit_lead(lead(email, ipb::IntentKind::DemoRequest))
         .await
         .expect("submit")
         .into_inner();
     let lead_id = submitted.lead.expect("accepted").lead_id;
+    let owner = activate_lead(channel, &lead_id).await;
+    (lead_id, owner)
+}
+
+/// Waits for an accepted lead's owner and records a relevant first action; returns the owner.
+pub async fn activate_lead(channel: &Channel, lead_id: &str) -> String {
+    let mut activation = ActivationServiceClient::new(channel.clone());
     let mut owner = String::new();
     for _ in 0..100 {
         if let Ok(found) = activation
             .get_activation(apb::GetActivationRequest {
-                lead_id: lead_id.clone(),
+                lead_id: lead_id.to_owned(),
             })
             .await
         {
@@ -58,7 +64,7 @@ pub async fn activate(channel: &Channel, email: &str) -> (String, String) {
     assert!(!owner.is_empty(), "lead {lead_id} got an owner");
     activation
         .record_first_action(apb::RecordFirstActionRequest {
-            lead_id: lead_id.clone(),
+            lead_id: lead_id.to_owned(),
             owner_id: owner.clone(),
             channel: apb::Channel::Call as i32,
             template_id: "opener".into(),
@@ -66,7 +72,7 @@ pub async fn activate(channel: &Channel, email: &str) -> (String, String) {
         })
         .await
         .expect("first action");
-    (lead_id, owner)
+    owner
 }
 
 /// The plan once followup has enrolled the lead.

@@ -6,5 +6,6 @@ mod cli;
 mod feedback;
 mod followup;
 mod intake;
+mod pii;
 mod proof;
 mod support;

@@ -3,11 +3,14 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running `fairchance dev`, killed on drop if still running.
 pub struct Suite {
     pub addr: SocketAddr,
+    /// Every line the suite wrote to stdout so far (its JSON logs and banner).
+    pub stdout: Arc<Mutex<Vec<String>>>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -21,6 +24,12 @@ impl Suite {
 
     /// Starts `fairchance dev` with the given playbook text (or the sample).
     pub fn start_with_playbook(playbook: Option<&str>) -> Self {
+        Self::start_with_env(playbook, &[])
+    }
+
+    /// Starts `fairchance dev` with the given playbook and extra environment variables (which
+    /// override the defaults here, e.g. `FAIRCHANCE_LOG`).
+    pub fn start_with_env(playbook: Option<&str>, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_fairchance"));
         command
@@ -31,20 +40,25 @@ impl Suite {
             std::fs::write(&path, text).expect("write playbook");
             command.arg("--playbook").arg(path);
         }
-        let mut child = command
+        command
             .env("FAIRCHANCE_LOG_FORMAT", "json")
-            .env("FAIRCHANCE_LOG", "warn")
+            .env("FAIRCHANCE_LOG", "warn");
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start fairchance dev");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("serving on ").nth(1) {
                     let _ = tx.send(rest.trim().to_owned());
                 }
+                kept.lock().expect("stdout lines").push(line);
             }
         });
         let addr = rx
@@ -54,6 +68,7 @@ impl Suite {
             .expect("address");
         Self {
             addr,
+            stdout: lines,
             child,
             _dir: dir,
         }

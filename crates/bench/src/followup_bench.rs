@@ -765,8 +765,8 @@ impl Template {
         Ok(Self {
             owner: enrollment.owner().to_owned(),
             record: record.replace(&format!("\"{due}\""), "\"DUE_PLACEHOLDER\""),
-            contact_key: keys.contact,
-            phone_key: keys.phone,
+            contact_key: keys.contact.into(),
+            phone_key: keys.phone.into(),
             context,
             context_lead_at,
             context_phone_at,

@@ -11,6 +11,7 @@ use intake::convert::lead_input_to_proto;
 use intake::domain::{IntentKind, IntentStrength, LeadInput};
 use proto::intake::v1 as pb;
 use proto::intake::v1::intake_service_client::IntakeServiceClient;
+use runtime::pii::Pii;
 use runtime::service::{ServiceContext, ServiceSpec};
 use runtime::{Db, SystemClock};
 use sqlx::PgPool;
@@ -28,13 +29,13 @@ const CHANNELS: usize = 4;
 
 pub fn sample_lead(tag: &str, n: usize) -> LeadInput {
     let mut lead = LeadInput::default();
-    lead.contact.name = format!("Bench Person {n}");
-    lead.contact.email = format!("person{n}.{tag}@company{}.example.com", n % 97);
+    lead.contact.name = Pii::new(format!("Bench Person {n}"));
+    lead.contact.email = Pii::new(format!("person{n}.{tag}@company{}.example.com", n % 97));
     lead.contact.company = format!("Company {}", n % 97);
     lead.contact.title = "Head of Revenue Operations".into();
     lead.contact.country = "DE".into();
     if n.is_multiple_of(2) {
-        lead.contact.phone = format!("+49 30 {:07}", 1_000_000 + n % 8_000_000);
+        lead.contact.phone = Pii::new(format!("+49 30 {:07}", 1_000_000 + n % 8_000_000));
     }
     lead.source.source = "website-demo-form".into();
     lead.source.channel = "paid_search".into();
@@ -124,9 +125,9 @@ async fn raw_unary(
                  do_not_contact, input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&id)
-            .bind(format!("email:{}", lead.contact.email))
-            .bind(&lead.contact.email)
-            .bind(&lead.contact.phone)
+            .bind(format!("email:{}", lead.contact.email.expose()))
+            .bind(lead.contact.email.as_str())
+            .bind(lead.contact.phone.as_str())
             .bind(&lead.source.source)
             .bind(0_i64)
             .bind(80_i64)
@@ -177,9 +178,9 @@ async fn raw_batched(
                     let inputs: Vec<String> = rows.iter().map(|(_, l)| serde_json::to_string(l).unwrap_or_default()).collect();
                     leads.push_values(rows.iter().zip(&inputs), |mut b, ((id, lead), input)| {
                         b.push_bind(id)
-                            .push_bind(format!("email:{}", lead.contact.email))
-                            .push_bind(&lead.contact.email)
-                            .push_bind(&lead.contact.phone)
+                            .push_bind(format!("email:{}", lead.contact.email.expose()))
+                            .push_bind(lead.contact.email.as_str())
+                            .push_bind(lead.contact.phone.as_str())
                             .push_bind(&lead.source.source)
                             .push_bind(0_i64)
                             .push_bind(80_i64)

@@ -5,6 +5,7 @@
 
 use jiff::Timestamp;
 use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use runtime::pii::Pii;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -20,9 +21,9 @@ pub static MIGRATIONS: runtime::Migrations = runtime::Migrations {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContactKeys {
     /// `email:<address>`, or `phone:<E.164>` when there is no email; empty when neither.
-    pub contact: String,
+    pub contact: Pii,
     /// `phone:<E.164>` when there is a phone.
-    pub phone: String,
+    pub phone: Pii,
 }
 
 impl ContactKeys {
@@ -31,8 +32,8 @@ impl ContactKeys {
         let phone = phone.map(str::trim).filter(|p| !p.is_empty());
         let phone_key = phone.map(phone_key).unwrap_or_default();
         Self {
-            contact: email.map_or_else(|| phone_key.clone(), email_key),
-            phone: phone_key,
+            contact: email.map_or_else(|| phone_key.clone(), email_key).into(),
+            phone: phone_key.into(),
         }
     }
 

@@ -20,9 +20,9 @@ pub fn lead_input_from_proto(input: pb::LeadInput) -> LeadInput {
     let consent = input.consent.unwrap_or_default();
     LeadInput {
         contact: Contact {
-            name: contact.name,
-            email: contact.email,
-            phone: contact.phone,
+            name: contact.name.into(),
+            email: contact.email.into(),
+            phone: contact.phone.into(),
             company: contact.company,
             title: contact.title,
             country: contact.country,
@@ -42,7 +42,7 @@ pub fn lead_input_from_proto(input: pb::LeadInput) -> LeadInput {
                 term: utm.term,
                 content: utm.content,
             },
-            message: source.message,
+            message: source.message.into(),
         },
         intent: IntentSignal {
             kind: intent_kind_from_proto(intent.kind()),
@@ -52,7 +52,7 @@ pub fn lead_input_from_proto(input: pb::LeadInput) -> LeadInput {
                 pb::IntentStrength::Medium => IntentStrength::Medium,
                 pb::IntentStrength::High => IntentStrength::High,
             },
-            detail: intent.detail,
+            detail: intent.detail.into(),
         },
         purchase_timeframe: match timeframe {
             pb::PurchaseTimeframe::Unspecified => PurchaseTimeframe::Unspecified,
@@ -94,9 +94,9 @@ pub fn lead_input_to_proto(input: &LeadInput) -> pb::LeadInput {
     let s = &input.source;
     pb::LeadInput {
         contact: Some(pb::Contact {
-            name: c.name.clone(),
-            email: c.email.clone(),
-            phone: c.phone.clone(),
+            name: c.name.clone().into(),
+            email: c.email.clone().into(),
+            phone: c.phone.clone().into(),
             company: c.company.clone(),
             title: c.title.clone(),
             country: c.country.clone(),
@@ -118,7 +118,7 @@ pub fn lead_input_to_proto(input: &LeadInput) -> pb::LeadInput {
                 content: s.utm.content.clone(),
             })
             .filter(|utm| *utm != pb::Utm::default()),
-            message: s.message.clone(),
+            message: s.message.clone().into(),
         }),
         intent: Some(pb::IntentSignal {
             kind: match input.intent.kind {
@@ -138,7 +138,7 @@ pub fn lead_input_to_proto(input: &LeadInput) -> pb::LeadInput {
                 IntentStrength::Medium => pb::IntentStrength::Medium,
                 IntentStrength::High => pb::IntentStrength::High,
             } as i32,
-            detail: input.intent.detail.clone(),
+            detail: input.intent.detail.clone().into(),
         })
         .filter(|intent| *intent != pb::IntentSignal::default()),
         purchase_timeframe: match input.purchase_timeframe {

@@ -564,8 +564,8 @@ impl Intake {
         let lead_ids = Store::flag_do_not_contact(&mut tx, &contact.email, &contact.phone).await?;
         if newly_suppressed {
             let event = pb::ContactOptedOut {
-                email: contact.email.clone(),
-                phone: contact.phone.clone(),
+                email: contact.email.clone().into(),
+                phone: contact.phone.clone().into(),
                 lead_ids: lead_ids.iter().map(ToString::to_string).collect(),
                 reason: reason.to_owned(),
             };
@@ -601,8 +601,8 @@ fn normalize_contact_for_opt_out(
     phone: &str,
 ) -> Result<crate::domain::Contact, IntakeError> {
     let mut input = LeadInput::default();
-    input.contact.email = email.to_owned();
-    input.contact.phone = phone.to_owned();
+    *input.contact.email = email.to_owned();
+    *input.contact.phone = phone.to_owned();
     input.source.source = "opt-out".to_owned();
     match normalize(input) {
         Ok(input) => Ok(input.contact),

@@ -199,8 +199,8 @@ impl Store {
                 query = query
                     .bind(lead.id.to_string())
                     .bind(*contact_key)
-                    .bind(lead.input.contact.email.clone())
-                    .bind(lead.input.contact.phone.clone())
+                    .bind(lead.input.contact.email.as_str())
+                    .bind(lead.input.contact.phone.as_str())
                     .bind(lead.input.source.source.clone())
                     .bind(to_micros(lead.received_at))
                     .bind(i64::from(lead.completeness_score))

@@ -157,7 +157,7 @@ fn debt_to_proto(
             .iter()
             .map(|o| pb::Objection {
                 checkpoint: checkpoint_to_proto(o.checkpoint) as i32,
-                verbatim: o.verbatim.clone(),
+                verbatim: o.verbatim.clone().into(),
                 raised_at: Some(to_proto_timestamp(o.raised_at)),
                 ..Default::default()
             })
@@ -191,7 +191,7 @@ pub fn state_to_proto(state: &BeliefState, now: jiff::Timestamp) -> pb::BeliefSt
             .iter()
             .map(|o| pb::Objection {
                 checkpoint: checkpoint_to_proto(o.checkpoint) as i32,
-                verbatim: o.verbatim.clone(),
+                verbatim: o.verbatim.clone().into(),
                 raised_at: Some(to_proto_timestamp(o.raised_at)),
                 answered_by_asset_id: o.answered_by.clone().unwrap_or_default(),
                 answered_at: o.answered_at.map(to_proto_timestamp),
@@ -257,7 +257,7 @@ pub fn change_to_event(
                 lead_id,
                 objection: Some(pb::Objection {
                     checkpoint: checkpoint_to_proto(o.checkpoint) as i32,
-                    verbatim: o.verbatim.clone(),
+                    verbatim: o.verbatim.clone().into(),
                     raised_at: Some(to_proto_timestamp(o.raised_at)),
                     ..Default::default()
                 }),

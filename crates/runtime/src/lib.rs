@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod hours;
 pub mod idempotency;
 pub mod metrics;
+pub mod pii;
 pub mod playbook;
 pub mod server;
 pub mod service;

@@ -63,6 +63,9 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            // Every enclosing span's fields on each line: they are what OpenTelemetry exports
+            // as span attributes, so a log search also covers what traces carry.
+            .with_span_list(true)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer().compact().boxed()

@@ -324,7 +324,7 @@ mod tests {
             landing_page: "https://fairchance.example/demo".into(),
             message: "We need SSO for 300 users.\n\nCan you show the admin console?".into(),
             intent: IntentKind::DemoRequest,
-            intent_detail: String::new(),
+            intent_detail: Default::default(),
             strength: IntentStrength::High,
             icp_tier: IcpTier::A,
             attributes: BTreeMap::from([
@@ -441,7 +441,7 @@ mod tests {
             ),
             (
                 LeadFacts {
-                    message: long.clone(),
+                    message: long.clone().into(),
                     ..LeadFacts::default()
                 },
                 vec![format!("They wrote: \"{}...\"", &long[..280])],

@@ -22,6 +22,7 @@ pub mod sla;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use runtime::pii::Pii;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -83,9 +84,9 @@ pub struct LeadFacts {
     pub campaign: String,
     pub landing_page: String,
     /// What the lead wrote, in their own words.
-    pub message: String,
+    pub message: Pii,
     pub intent: IntentKind,
-    pub intent_detail: String,
+    pub intent_detail: Pii,
     pub strength: IntentStrength,
     pub icp_tier: IcpTier,
     /// Free-form attributes sent with the lead (`industry`, `employees`, `segment`, ...).

@@ -7,6 +7,7 @@ pub mod validate;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use runtime::pii::Pii;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -81,9 +82,9 @@ pub struct LeadInput {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
-    pub name: String,
-    pub email: String,
-    pub phone: String,
+    pub name: Pii,
+    pub email: Pii,
+    pub phone: Pii,
     pub company: String,
     pub title: String,
     pub country: String,
@@ -99,7 +100,8 @@ pub struct SourceContext {
     pub landing_page: String,
     pub referrer: String,
     pub utm: Utm,
-    pub message: String,
+    /// What the lead wrote, in their own words.
+    pub message: Pii,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +117,8 @@ pub struct Utm {
 pub struct IntentSignal {
     pub kind: IntentKind,
     pub strength: IntentStrength,
-    pub detail: String,
+    /// Free text from the form ("which product?"); may hold personal details.
+    pub detail: Pii,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -249,8 +252,8 @@ pub enum RejectionState {
 /// phone when it has no email.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ContactKey {
-    Email(String),
-    Phone(String),
+    Email(Pii),
+    Phone(Pii),
 }
 
 impl ContactKey {
@@ -268,8 +271,8 @@ impl ContactKey {
     /// Stable text form for storage, e.g. `email:ada@example.com`.
     pub fn as_storage_key(&self) -> String {
         match self {
-            Self::Email(e) => format!("email:{e}"),
-            Self::Phone(p) => format!("phone:{p}"),
+            Self::Email(e) => format!("email:{}", e.expose()),
+            Self::Phone(p) => format!("phone:{}", p.expose()),
         }
     }
 }

@@ -82,7 +82,7 @@ fn normalize_contact(input: &mut LeadInput, problems: &mut Vec<Problem>) {
     check_len(problems, "contact.title", &c.title, SHORT_TEXT_MAX);
 
     if !c.email.is_empty() {
-        c.email = c.email.to_lowercase();
+        *c.email = c.email.to_lowercase();
         // A too-long address would also fail the syntax check; one problem is enough.
         if check_len(problems, "contact.email", &c.email, EMAIL_MAX)
             && let Err(why) = check_email(&c.email)
@@ -106,7 +106,7 @@ fn normalize_contact(input: &mut LeadInput, problems: &mut Vec<Problem>) {
         // would be wrong: the country problem above is the one to fix first.
         if country_ok || c.phone.starts_with('+') {
             match to_e164(&c.phone, &c.country) {
-                Ok(e164) => c.phone = e164,
+                Ok(e164) => *c.phone = e164,
                 Err(problem) => problems.push(problem),
             }
         }
@@ -339,50 +339,52 @@ mod tests {
         // email
         Case {
             name: "email is trimmed and lower-cased",
-            tweak: |i| i.contact.email = "  Ada@Example.COM ".into(),
+            tweak: |i| *i.contact.email = "  Ada@Example.COM ".into(),
             expect: Expect::Ok(|i| i.contact.email == "ada@example.com"),
         },
         Case {
             name: "email without @",
-            tweak: |i| i.contact.email = "ada.example.com".into(),
+            tweak: |i| *i.contact.email = "ada.example.com".into(),
             expect: Expect::Problems(&[("invalid_email", "contact.email")]),
         },
         Case {
             name: "email with a dotless domain",
-            tweak: |i| i.contact.email = "ada@localhost".into(),
+            tweak: |i| *i.contact.email = "ada@localhost".into(),
             expect: Expect::Problems(&[("invalid_email", "contact.email")]),
         },
         Case {
             name: "email with a display name",
-            tweak: |i| i.contact.email = "Ada <ada@example.com>".into(),
+            tweak: |i| *i.contact.email = "Ada <ada@example.com>".into(),
             expect: Expect::Problems(&[("invalid_email", "contact.email")]),
         },
         Case {
             name: "email with an IP literal",
-            tweak: |i| i.contact.email = "ada@[10.0.0.1]".into(),
+            tweak: |i| *i.contact.email = "ada@[10.0.0.1]".into(),
             expect: Expect::Problems(&[("invalid_email", "contact.email")]),
         },
         Case {
             name: "email with spaces inside",
-            tweak: |i| i.contact.email = "ada lovelace@example.com".into(),
+            tweak: |i| *i.contact.email = "ada lovelace@example.com".into(),
             expect: Expect::Problems(&[("invalid_email", "contact.email")]),
         },
         Case {
             name: "email with an empty domain label",
-            tweak: |i| i.contact.email = "ada@example..com".into(),
+            tweak: |i| *i.contact.email = "ada@example..com".into(),
             expect: Expect::Problems(&[("invalid_email", "contact.email")]),
         },
         Case {
             name: "email of 254 characters is fine",
             tweak: |i| {
-                i.contact.email = format!("{}@{}.{}.{}.com", long(64), long(63), long(63), long(57))
+                *i.contact.email =
+                    format!("{}@{}.{}.{}.com", long(64), long(63), long(63), long(57))
             },
             expect: Expect::Ok(|i| i.contact.email.len() == 254),
         },
         Case {
             name: "email over 254 characters",
             tweak: |i| {
-                i.contact.email = format!("{}@{}.{}.{}.com", long(64), long(63), long(63), long(58))
+                *i.contact.email =
+                    format!("{}@{}.{}.{}.com", long(64), long(63), long(63), long(58))
             },
             expect: Expect::Problems(&[("too_long", "contact.email")]),
         },
@@ -390,20 +392,20 @@ mod tests {
         Case {
             name: "national number read in the contact's country",
             tweak: |i| {
-                i.contact.phone = "030 1234567".into();
+                *i.contact.phone = "030 1234567".into();
                 i.contact.country = "de".into();
             },
             expect: Expect::Ok(|i| i.contact.phone == "+49301234567" && i.contact.country == "DE"),
         },
         Case {
             name: "international number needs no country",
-            tweak: |i| i.contact.phone = " +44 20 7946 0958 ".into(),
+            tweak: |i| *i.contact.phone = " +44 20 7946 0958 ".into(),
             expect: Expect::Ok(|i| i.contact.phone == "+442079460958"),
         },
         Case {
             name: "a + prefix wins over the contact's country",
             tweak: |i| {
-                i.contact.phone = "+1 (415) 555-2671".into();
+                *i.contact.phone = "+1 (415) 555-2671".into();
                 i.contact.country = "DE".into();
             },
             expect: Expect::Ok(|i| i.contact.phone == "+14155552671"),
@@ -412,19 +414,19 @@ mod tests {
             name: "phone alone is a contact channel",
             tweak: |i| {
                 i.contact.email.clear();
-                i.contact.phone = "+49 30 1234567".into();
+                *i.contact.phone = "+49 30 1234567".into();
             },
             expect: Expect::Ok(|i| i.contact.phone == "+49301234567" && i.contact.email.is_empty()),
         },
         Case {
             name: "national number without a country",
-            tweak: |i| i.contact.phone = "030 1234567".into(),
+            tweak: |i| *i.contact.phone = "030 1234567".into(),
             expect: Expect::Problems(&[("phone_needs_country", "contact.phone")]),
         },
         Case {
             name: "country without a phone plan cannot read a national number",
             tweak: |i| {
-                i.contact.phone = "030 1234567".into();
+                *i.contact.phone = "030 1234567".into();
                 i.contact.country = "AQ".into();
             },
             expect: Expect::Problems(&[("phone_needs_country", "contact.phone")]),
@@ -432,37 +434,37 @@ mod tests {
         Case {
             name: "national number with a bad country reports only the country",
             tweak: |i| {
-                i.contact.phone = "030 1234567".into();
+                *i.contact.phone = "030 1234567".into();
                 i.contact.country = "XX".into();
             },
             expect: Expect::Problems(&[("invalid_country", "contact.country")]),
         },
         Case {
             name: "too few digits",
-            tweak: |i| i.contact.phone = "+49 30 12".into(),
+            tweak: |i| *i.contact.phone = "+49 30 12".into(),
             expect: Expect::Problems(&[("invalid_phone", "contact.phone")]),
         },
         Case {
             name: "not a number at all",
             tweak: |i| {
-                i.contact.phone = "call me maybe".into();
+                *i.contact.phone = "call me maybe".into();
                 i.contact.country = "DE".into();
             },
             expect: Expect::Problems(&[("invalid_phone", "contact.phone")]),
         },
         Case {
             name: "not a number at all, with a + prefix",
-            tweak: |i| i.contact.phone = "+ call me".into(),
+            tweak: |i| *i.contact.phone = "+ call me".into(),
             expect: Expect::Problems(&[("invalid_phone", "contact.phone")]),
         },
         Case {
             name: "unassigned country calling code",
-            tweak: |i| i.contact.phone = "+999 1234 5678".into(),
+            tweak: |i| *i.contact.phone = "+999 1234 5678".into(),
             expect: Expect::Problems(&[("invalid_phone", "contact.phone")]),
         },
         Case {
             name: "phone longer than 32 characters",
-            tweak: |i| i.contact.phone = format!("+49 30 1234567 {}", " ".repeat(10) + &long(10)),
+            tweak: |i| *i.contact.phone = format!("+49 30 1234567 {}", " ".repeat(10) + &long(10)),
             expect: Expect::Problems(&[("too_long", "contact.phone")]),
         },
         // country
@@ -511,7 +513,7 @@ mod tests {
         Case {
             name: "no email and no phone",
             tweak: |i| {
-                i.contact.email = "   ".into();
+                *i.contact.email = "   ".into();
                 i.contact.phone.clear();
             },
             expect: Expect::Problems(&[("no_contact_channel", "contact")]),
@@ -535,7 +537,7 @@ mod tests {
         Case {
             name: "contact, source, intent and consent fields are trimmed, the message is not",
             tweak: |i| {
-                i.contact.name = " Ada ".into();
+                *i.contact.name = " Ada ".into();
                 i.contact.company = "\tAcme GmbH\n".into();
                 i.contact.title = " CTO".into();
                 i.source.source = " webinar ".into();
@@ -549,8 +551,8 @@ mod tests {
                 i.source.utm.campaign = " brand ".into();
                 i.source.utm.term = " crm ".into();
                 i.source.utm.content = " v2 ".into();
-                i.source.message = "  Hi,\n  we need 40 seats.\n".into();
-                i.intent.detail = " wants a demo ".into();
+                *i.source.message = "  Hi,\n  we need 40 seats.\n".into();
+                *i.intent.detail = " wants a demo ".into();
                 i.consent.wording = " I agree ".into();
             },
             expect: Expect::Ok(|i| {
@@ -580,7 +582,7 @@ mod tests {
         Case {
             name: "every text field at its limit",
             tweak: |i| {
-                i.contact.name = long(256);
+                *i.contact.name = long(256);
                 i.contact.company = long(256);
                 i.contact.title = long(256);
                 i.source.channel = long(256);
@@ -593,8 +595,8 @@ mod tests {
                 i.source.utm.campaign = long(256);
                 i.source.utm.term = long(256);
                 i.source.utm.content = long(256);
-                i.source.message = long(5000);
-                i.intent.detail = long(1000);
+                *i.source.message = long(5000);
+                *i.intent.detail = long(1000);
                 i.consent.wording = long(2000);
                 i.attributes.insert("k".repeat(64), long(1024));
             },
@@ -602,13 +604,13 @@ mod tests {
         },
         Case {
             name: "limits count characters, not bytes",
-            tweak: |i| i.contact.name = "ü".repeat(256),
+            tweak: |i| *i.contact.name = "ü".repeat(256),
             expect: Expect::Ok(|i| i.contact.name.chars().count() == 256),
         },
         Case {
             name: "every text field one over its limit",
             tweak: |i| {
-                i.contact.name = long(257);
+                *i.contact.name = long(257);
                 i.contact.company = long(257);
                 i.contact.title = long(257);
                 i.source.channel = long(257);
@@ -621,8 +623,8 @@ mod tests {
                 i.source.utm.campaign = long(257);
                 i.source.utm.term = long(257);
                 i.source.utm.content = long(257);
-                i.source.message = long(5001);
-                i.intent.detail = long(1001);
+                *i.source.message = long(5001);
+                *i.intent.detail = long(1001);
                 i.consent.wording = long(2001);
                 i.attributes.insert("industry".into(), long(1025));
             },
@@ -679,8 +681,8 @@ mod tests {
             name: "all problems are reported together",
             tweak: |i| {
                 i.source.source.clear();
-                i.contact.email = "nope".into();
-                i.contact.phone = "12345".into();
+                *i.contact.email = "nope".into();
+                *i.contact.phone = "12345".into();
                 i.contact.timezone = "Nowhere/Town".into();
                 i.contact.title = long(300);
             },

@@ -393,7 +393,7 @@ pub async fn bulk_submit_gives_every_item_its_own_result(f: Fixture) {
             input.contact.email = "broken".into();
         }
         if n % 100 == 9 {
-            input.contact.email = format!("bot{n}@mailinator.com");
+            *input.contact.email = format!("bot{n}@mailinator.com");
         }
         items.push((input, None));
     }
@@ -559,7 +559,7 @@ async fn opt_out_racing_a_submission_never_leaves_the_lead_contactable() {
         let email = format!("racer{n}@example.com");
         let phone = format!("+44 20 7946 0{n:03}");
         let mut input = lead(&email);
-        input.contact.phone = phone.clone();
+        *input.contact.phone = phone.clone();
         let (a, b) = (f.intake.clone(), f.intake.clone());
         let by_phone = n % 2 == 1;
         let (opt_email, opt_phone) = if by_phone {

@@ -29,6 +29,7 @@
 use std::fmt;
 
 use jiff::Timestamp;
+use runtime::pii::Pii;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -162,7 +163,7 @@ pub struct Objection {
     pub id: u32,
     pub checkpoint: Checkpoint,
     /// What the buyer said, as the rep wrote it down.
-    pub verbatim: String,
+    pub verbatim: Pii,
     pub raised_at: Timestamp,
     /// The asset whose delivery answered it, and when.
     pub answered_by: Option<String>,
@@ -256,7 +257,7 @@ pub struct BeliefDebt {
 pub struct ObjectionDebt {
     pub objection: u32,
     pub checkpoint: Checkpoint,
-    pub verbatim: String,
+    pub verbatim: Pii,
     pub raised_at: Timestamp,
 }
 
@@ -444,7 +445,7 @@ impl BeliefState {
         self.objections.push(Objection {
             id,
             checkpoint,
-            verbatim: verbatim.clone(),
+            verbatim: verbatim.clone().into(),
             raised_at: now,
             answered_by: None,
             answered_at: None,
