@@ -120,3 +120,50 @@ pub fn activation_to_proto(
             .unwrap_or_default(),
     }
 }
+
+/// A context packet without the person: name, email, phone, what they wrote and their
+/// merged touches' messages are blanked; where the lead came from stays.
+pub fn erase_context(packet: &mut pb::ContextPacket) {
+    packet.name.clear();
+    packet.email.clear();
+    packet.phone.clear();
+    packet.message.clear();
+    packet.touches.clear();
+}
+
+/// One of activation's stored events without the personal data its snapshot carries (for an
+/// erasure): the context packet is blanked and the talking points replaced by `talking_points`
+/// (the erased lead's, which no longer quote the person). `None` for other event types.
+pub fn redact_event(type_name: &str, payload: &[u8], talking_points: &[String]) -> Option<Vec<u8>> {
+    use prost::{Message, Name};
+    fn scrub(activation: &mut Option<pb::Activation>, talking_points: &[String]) {
+        if let Some(a) = activation.as_mut() {
+            if let Some(context) = a.context.as_mut() {
+                erase_context(context);
+            }
+            if let Some(plan) = a.plan.as_mut() {
+                plan.talking_points = talking_points.to_vec();
+            }
+        }
+    }
+    macro_rules! redact {
+        ($($event:ident),*) => {
+            $(
+                if type_name == pb::$event::full_name() {
+                    let mut event = pb::$event::decode(payload).ok()?;
+                    scrub(&mut event.activation, talking_points);
+                    return Some(event.encode_to_vec());
+                }
+            )*
+        };
+    }
+    redact!(
+        LeadAssigned,
+        LeadActivated,
+        SlaBreached,
+        EscalationRaised,
+        LeadReassigned,
+        LeadDoNotContact
+    );
+    None
+}

@@ -26,7 +26,7 @@ use crate::domain::breach::{
     BreachCause, BreachFacts, Escalation, breach_cause, escalation_manager, on_breach,
 };
 use crate::domain::first_action::{
-    FirstAction, Irrelevant, SlaClock, check_first_action, plan_first_action,
+    FirstAction, Irrelevant, SlaClock, check_first_action, plan_first_action, talking_points,
 };
 use crate::domain::routing::{Route, RouteReason, route};
 use crate::domain::sla::{deadline, sla_policy};
@@ -228,6 +228,10 @@ impl Activation {
             let opted = ipb::ContactOptedOut::decode(payload.value.as_slice())
                 .map_err(|_| BadEvent::MissingLead)?;
             self.opted_out(tx, &opted, now).await
+        } else if name == ipb::ContactErased::full_name() {
+            let erased = ipb::ContactErased::decode(payload.value.as_slice())
+                .map_err(|_| BadEvent::MissingLead)?;
+            self.erased(tx, &erased, now).await
         } else {
             Ok(())
         }
@@ -365,6 +369,46 @@ impl Activation {
                     .push(do_not_contact_event(record.owner.clone(), "opted_out", now));
                 self.persist(tx, &record, &context, events, now).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Erases the person behind these leads from activation: what they wrote leaves the facts,
+    /// the plan's talking points and the context packet, in the table and in every stored
+    /// event; an open lead is closed as do-not-contact (nobody works an erased person).
+    async fn erased(
+        &self,
+        tx: &mut Tx,
+        erased: &ipb::ContactErased,
+        now: Timestamp,
+    ) -> Result<(), ActivationError> {
+        for id in &erased.lead_ids {
+            let Ok(lead) = id.parse::<Uuid>() else {
+                continue;
+            };
+            let Some((mut record, context)) =
+                Store::load_for_update(tx, self.backend(), lead).await?
+            else {
+                continue;
+            };
+            record.facts.erase_personal_data();
+            record.plan.talking_points = talking_points(&record.facts);
+            let mut packet = pb::ContextPacket::decode(context.as_slice()).unwrap_or_default();
+            crate::convert::erase_context(&mut packet);
+            let context = packet.encode_to_vec();
+            let mut events = Emitted::default();
+            if record.state.is_open() {
+                record.state = State::DoNotContact;
+                events
+                    .0
+                    .push(do_not_contact_event(record.owner.clone(), "erased", now));
+            }
+            self.persist(tx, &record, &context, events, now).await?;
+            let points = record.plan.talking_points.clone();
+            runtime::erasure::rewrite_events(tx, std::slice::from_ref(id), |type_name, payload| {
+                crate::convert::redact_event(type_name, payload, &points)
+            })
+            .await?;
         }
         Ok(())
     }

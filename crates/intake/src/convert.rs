@@ -219,6 +219,54 @@ pub fn rejection_to_proto(r: &Rejection) -> pb::Rejection {
     }
 }
 
+/// Blanks a submission's personal data on the wire, by the domain's rule.
+fn erase_input(input: &mut Option<pb::LeadInput>) {
+    if let Some(wire) = input.as_mut() {
+        let mut domain = lead_input_from_proto(std::mem::take(wire));
+        domain.erase_personal_data();
+        *wire = lead_input_to_proto(&domain);
+    }
+}
+
+/// One of intake's stored events without the personal data it carries (for an erasure), or
+/// `None` when the event type holds none or does not decode.
+pub fn redact_event(type_name: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    use prost::Message;
+    match type_name {
+        "fairchance.intake.v1.LeadAccepted" => {
+            let mut event = pb::LeadAccepted::decode(payload).ok()?;
+            if let Some(lead) = event.lead.as_mut() {
+                erase_input(&mut lead.input);
+                for touch in &mut lead.touches {
+                    erase_input(&mut touch.input);
+                }
+            }
+            Some(event.encode_to_vec())
+        }
+        "fairchance.intake.v1.LeadMerged" => {
+            let mut event = pb::LeadMerged::decode(payload).ok()?;
+            if let Some(touch) = event.touch.as_mut() {
+                erase_input(&mut touch.input);
+            }
+            Some(event.encode_to_vec())
+        }
+        "fairchance.intake.v1.LeadRejected" => {
+            let mut event = pb::LeadRejected::decode(payload).ok()?;
+            if let Some(rejection) = event.rejection.as_mut() {
+                erase_input(&mut rejection.input);
+            }
+            Some(event.encode_to_vec())
+        }
+        "fairchance.intake.v1.ContactOptedOut" => {
+            let mut event = pb::ContactOptedOut::decode(payload).ok()?;
+            event.email.clear();
+            event.phone.clear();
+            Some(event.encode_to_vec())
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

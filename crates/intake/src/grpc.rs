@@ -354,6 +354,42 @@ impl IntakeService for IntakeApi {
         }))
     }
 
+    async fn erase_contact(
+        &self,
+        request: Request<pb::EraseContactRequest>,
+    ) -> Result<Response<pb::EraseContactResponse>, Status> {
+        let request = request.into_inner();
+        if request.email.trim().is_empty() && request.phone.trim().is_empty() {
+            return Err(invalid_argument([(
+                "email",
+                "give the email or the phone number of the person to erase",
+            )]));
+        }
+        let erased = self
+            .intake
+            .erase_contact(&request.email, &request.phone, &request.reference)
+            .await
+            .map_err(status_of)?;
+        // Audit: who asked is on the request span (the caller); the trail holds the rest.
+        tracing::info!(
+            erasure = %erased.erasure_id,
+            leads = erased.lead_ids.len(),
+            rejections = erased.rejection_ids.len(),
+            events = erased.events_rewritten,
+            "contact erased"
+        );
+        Ok(Response::new(pb::EraseContactResponse {
+            erasure_id: erased.erasure_id.to_string(),
+            lead_ids: erased.lead_ids.iter().map(ToString::to_string).collect(),
+            rejection_ids: erased
+                .rejection_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            events_rewritten: u32::try_from(erased.events_rewritten).unwrap_or(u32::MAX),
+        }))
+    }
+
     async fn check_contactable(
         &self,
         request: Request<pb::CheckContactableRequest>,

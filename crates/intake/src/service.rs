@@ -75,6 +75,15 @@ struct Accepted {
     event: NewEvent,
 }
 
+/// What an erasure did, for the caller and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erased {
+    pub erasure_id: Uuid,
+    pub lead_ids: Vec<LeadId>,
+    pub rejection_ids: Vec<RejectionId>,
+    pub events_rewritten: usize,
+}
+
 /// Outcome of an opt-out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptedOut {
@@ -570,10 +579,7 @@ impl Intake {
                 reason: reason.to_owned(),
             };
             // The aggregate is the contact; its id must not carry the address itself.
-            let aggregate = format!(
-                "contact:{}",
-                hex::encode(&Sha256::digest(keys.join("|").as_bytes())[..12])
-            );
+            let aggregate = opt_out_aggregate(&keys);
             self.log
                 .append(&mut tx, &[NewEvent::new(aggregate, &event, now)])
                 .await?;
@@ -584,6 +590,91 @@ impl Intake {
             newly_suppressed,
         })
     }
+}
+
+impl Intake {
+    /// Erases a person's data from intake (tables, event log, idempotency records), records
+    /// the erasure and announces it with ids only. See `EraseContact` in the proto.
+    pub async fn erase_contact(
+        &self,
+        email: &str,
+        phone: &str,
+        reference: &str,
+    ) -> Result<Erased, IntakeError> {
+        let reference = reference.trim();
+        if reference.is_empty() || reference.chars().count() > 128 {
+            return Err(IntakeError::Invalid(vec![Problem::new(
+                "reference",
+                "REFERENCE_REQUIRED",
+                "give the request's reference (e.g. a ticket id), at most 128 characters",
+            )]));
+        }
+        let contact = normalize_contact_for_opt_out(email, phone)?;
+        let keys: Vec<String> = suppression_keys(&contact)
+            .iter()
+            .map(ContactKey::as_storage_key)
+            .collect();
+        let now = self.clock.now_micros();
+        let backend = self.store.db().backend();
+        let mut tx = self.store.db().begin().await?;
+        // A submission of this person committing at the same moment is a new lead the person
+        // sent after asking to be erased; it is not part of this erasure.
+        let erased =
+            Store::erase_contact(&mut tx, backend, &contact.email, &contact.phone, &keys).await?;
+        let mut aggregates: Vec<String> = erased
+            .lead_ids
+            .iter()
+            .map(ToString::to_string)
+            .chain(erased.rejection_ids.iter().map(ToString::to_string))
+            .collect();
+        aggregates.push(opt_out_aggregate(&keys));
+        let events_rewritten =
+            runtime::erasure::rewrite_events(&mut tx, &aggregates, crate::convert::redact_event)
+                .await?;
+        runtime::erasure::forget_idempotent_responses(
+            &mut tx,
+            backend,
+            SUBMIT_SCOPE,
+            &erased.values.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await?;
+        let erasure_id = Uuid::now_v7();
+        Store::record_erasure(
+            &mut tx,
+            erasure_id,
+            reference,
+            &erased,
+            events_rewritten,
+            now,
+        )
+        .await?;
+        let event = pb::ContactErased {
+            erasure_id: erasure_id.to_string(),
+            lead_ids: erased.lead_ids.iter().map(ToString::to_string).collect(),
+        };
+        self.log
+            .append(
+                &mut tx,
+                &[NewEvent::new(erasure_id.to_string(), &event, now)],
+            )
+            .await?;
+        self.log.commit(tx).await?;
+        Ok(Erased {
+            erasure_id,
+            lead_ids: erased.lead_ids,
+            rejection_ids: erased.rejection_ids,
+            events_rewritten,
+        })
+    }
+}
+
+/// The aggregate of a contact's opt-out events: derived from its keys, so it never carries
+/// the address itself.
+fn opt_out_aggregate(keys: &[String]) -> String {
+    format!(
+        "contact:{}",
+        hex::encode(&Sha256::digest(keys.join("|").as_bytes())[..12])
+    )
 }
 
 fn prefixed(prefix: &str, field: &str) -> String {

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use std::collections::HashMap;
 
 use runtime::db::{
-    Db, DbError, Tx, from_micros, list_placeholders, to_micros, values_placeholders,
+    Backend, Db, DbError, Tx, from_micros, list_placeholders, to_micros, values_placeholders,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -403,6 +403,185 @@ impl Store {
         .fetch_all(self.db.reader())
         .await?;
         rows.iter().map(rejection_from_row).collect()
+    }
+}
+
+/// What an erasure found and blanked in intake's tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErasedRows {
+    pub lead_ids: Vec<LeadId>,
+    pub rejection_ids: Vec<RejectionId>,
+    /// Every email and phone the erased leads carried (the person may have been found by one
+    /// and given both): what else must be searched for and forgotten.
+    pub values: Vec<String>,
+}
+
+impl Store {
+    /// Blanks the personal data of every lead, merged submission and rejected submission of
+    /// the contact with this (normalised) email or phone, and forgets the contact's index rows
+    /// unless it opted out: an opt-out is kept, as the one record needed to honour it.
+    pub async fn erase_contact(
+        tx: &mut Tx,
+        backend: Backend,
+        email: &str,
+        phone: &str,
+        contact_keys: &[String],
+    ) -> Result<ErasedRows, DbError> {
+        let mut erased = ErasedRows::default();
+        let leads = sqlx::query(
+            "SELECT lead_id, email, phone, input FROM leads \
+             WHERE ($1 <> '' AND email = $1) OR ($2 <> '' AND phone = $2) ORDER BY lead_id",
+        )
+        .bind(email)
+        .bind(phone)
+        .fetch_all(&mut **tx)
+        .await?;
+        erased.values = [email, phone]
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for row in leads {
+            let id: String = row.try_get("lead_id")?;
+            for column in ["email", "phone"] {
+                let value: String = row.try_get(column)?;
+                if !value.is_empty() && !erased.values.contains(&value) {
+                    erased.values.push(value);
+                }
+            }
+            let mut input: LeadInput = from_json(&row.try_get::<String, _>("input")?)?;
+            input.erase_personal_data();
+            sqlx::query(
+                "UPDATE leads SET email = '', phone = '', contact_key = '', input = $1 WHERE lead_id = $2",
+            )
+            .bind(json(&input)?)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            let touches = sqlx::query("SELECT touch_id, input FROM touches WHERE lead_id = $1")
+                .bind(&id)
+                .fetch_all(&mut **tx)
+                .await?;
+            for touch in touches {
+                let mut input: LeadInput = from_json(&touch.try_get::<String, _>("input")?)?;
+                input.erase_personal_data();
+                sqlx::query("UPDATE touches SET input = $1 WHERE touch_id = $2")
+                    .bind(json(&input)?)
+                    .bind(touch.try_get::<String, _>("touch_id")?)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            erased.lead_ids.push(parse_id(&id)?);
+        }
+
+        // A rejected submission has no contact columns; its stored JSON is searched for the
+        // address instead (normalised values are stored verbatim, so a substring match finds
+        // them), then each candidate is checked on the decoded contact.
+        let contains = match backend {
+            Backend::Sqlite => "instr(input, $1) > 0",
+            Backend::Postgres => "strpos(input, $1) > 0",
+        };
+        for value in &erased.values {
+            let sql = format!("SELECT rejection_id, input FROM rejections WHERE {contains}");
+            let rows = sqlx::query(&sql).bind(value).fetch_all(&mut **tx).await?;
+            for row in rows {
+                let id: String = row.try_get("rejection_id")?;
+                let mut input: LeadInput = from_json(&row.try_get::<String, _>("input")?)?;
+                let contact = &input.contact;
+                if *contact.email != *value && *contact.phone != *value {
+                    continue;
+                }
+                input.erase_personal_data();
+                sqlx::query("UPDATE rejections SET input = $1 WHERE rejection_id = $2")
+                    .bind(json(&input)?)
+                    .bind(&id)
+                    .execute(&mut **tx)
+                    .await?;
+                erased.rejection_ids.push(parse_id(&id)?);
+            }
+        }
+        erased.rejection_ids.sort();
+        erased.rejection_ids.dedup();
+
+        // The index rows of every address found (a claim may have left one without a lead).
+        let mut keys: Vec<String> = contact_keys.to_vec();
+        for value in &erased.values {
+            for prefix in ["email:", "phone:"] {
+                let key = format!("{prefix}{value}");
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        let contact_keys = &keys;
+        if !contact_keys.is_empty() {
+            let sql = format!(
+                "DELETE FROM contacts WHERE suppressed = 0 AND contact_key IN ({})",
+                list_placeholders(0, contact_keys.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for key in contact_keys {
+                query = query.bind(key);
+            }
+            query.execute(&mut **tx).await?;
+            // A suppressed contact's row stays (it is the opt-out), without its lead.
+            let sql = format!(
+                "UPDATE contacts SET lead_id = '' WHERE contact_key IN ({})",
+                list_placeholders(0, contact_keys.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for key in contact_keys {
+                query = query.bind(key);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        // The erased leads' other keys (found by email, the lead's phone is indexed too).
+        let ids: Vec<String> = erased.lead_ids.iter().map(ToString::to_string).collect();
+        for chunk in ids.chunks(500) {
+            let list = list_placeholders(0, chunk.len());
+            for sql in [
+                format!("DELETE FROM contacts WHERE suppressed = 0 AND lead_id IN ({list})"),
+                format!("UPDATE contacts SET lead_id = '' WHERE lead_id IN ({list})"),
+            ] {
+                let mut query = sqlx::query(&sql);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.execute(&mut **tx).await?;
+            }
+        }
+        Ok(erased)
+    }
+
+    /// Records an erasure in the audit trail: when, under which reference, which ids. The
+    /// trail names no personal data, so it outlives the erasure it proves.
+    pub async fn record_erasure(
+        tx: &mut Tx,
+        erasure_id: Uuid,
+        reference: &str,
+        erased: &ErasedRows,
+        events_rewritten: usize,
+        at: Timestamp,
+    ) -> Result<(), DbError> {
+        let lead_ids: Vec<String> = erased.lead_ids.iter().map(ToString::to_string).collect();
+        let rejection_ids: Vec<String> = erased
+            .rejection_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        sqlx::query(
+            "INSERT INTO erasures (erasure_id, reference, erased_at, lead_ids, rejection_ids, events_rewritten) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(erasure_id.to_string())
+        .bind(reference)
+        .bind(to_micros(at))
+        .bind(json(&lead_ids)?)
+        .bind(json(&rejection_ids)?)
+        .bind(i64::try_from(events_rewritten).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod erasure;
 pub mod eventlog;
 pub mod grpc;
 pub mod hours;

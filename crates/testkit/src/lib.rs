@@ -12,6 +12,8 @@ use runtime::db::{Backend, Db, Migrations};
 use sqlx::Connection;
 use uuid::Uuid;
 
+pub mod scan;
+
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("FAIRCHANCE_TEST_POSTGRES_URL")

@@ -95,6 +95,13 @@ pub struct LeadFacts {
 }
 
 impl LeadFacts {
+    /// Blanks what the person wrote, for an erasure (the facts hold no name, email or phone;
+    /// routing facts such as the email's domain and the company stay, as reports need them).
+    pub fn erase_personal_data(&mut self) {
+        self.message = Pii::default();
+        self.intent_detail = Pii::default();
+    }
+
     /// The attribute `key`, trimmed; empty when the lead does not have it.
     pub fn attribute(&self, key: &str) -> &str {
         self.attributes.get(key).map_or("", |v| v.trim())

@@ -675,6 +675,69 @@ pub async fn open_lead_counts_follow_every_change(f: Fixture) {
     assert_eq!(after.iter().sum::<u32>(), 3);
 }
 
+/// A contact erased in intake leaves activation too: what they wrote is gone from the facts,
+/// the talking points, the context packet and every stored event; the open lead is closed as
+/// do-not-contact; the other lead is untouched; a replay of the erasure changes nothing.
+pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
+    const WORDS: &str = "Can we see routing for 40 reps?";
+    let (lead, ev) = accepted(
+        "canary.erased@engines.de",
+        ipb::IntentKind::DemoRequest,
+        false,
+    );
+    apply(&f, &ev).await;
+    let (kept, kept_ev) = accepted("kept@engines.de", ipb::IntentKind::DemoRequest, false);
+    apply(&f, &kept_ev).await;
+    let needles = ["canary.erased@engines.de", WORDS, "Ada"];
+    assert!(!testkit::scan::find_values(&f.db, &needles).await.is_empty());
+
+    let erasure = event(&ipb::ContactErased {
+        erasure_id: Uuid::now_v7().to_string(),
+        lead_ids: vec![lead.to_string()],
+    });
+    apply(&f, &erasure).await;
+    apply(&f, &erasure).await;
+
+    let (record, context) = f.svc.get(lead).await.unwrap();
+    assert_eq!(record.state, State::DoNotContact);
+    assert!(record.facts.message.is_empty());
+    assert!(
+        record
+            .plan
+            .talking_points
+            .iter()
+            .all(|p| !p.contains("40 reps"))
+    );
+    let packet = proto::activation::v1::ContextPacket::decode(context.as_slice()).unwrap();
+    assert!(packet.email.is_empty() && packet.name.is_empty() && packet.message.is_empty());
+    assert_eq!(packet.campaign, "q4-demo", "where the lead came from stays");
+    let types = event_types(&f, 3).await;
+    assert_eq!(types, ["LeadAssigned", "LeadAssigned", "LeadDoNotContact"]);
+
+    // Only the other lead still holds its (identical) words; none of the erased person's.
+    let found = testkit::scan::find_values(&f.db, &["canary.erased@engines.de"]).await;
+    assert_eq!(found, []);
+    let (other, other_context) = f.svc.get(kept).await.unwrap();
+    assert_eq!(other.facts.message, WORDS);
+    let packet = proto::activation::v1::ContextPacket::decode(other_context.as_slice()).unwrap();
+    assert_eq!(packet.email, "kept@engines.de");
+    let events = f
+        .svc
+        .log()
+        .read_after(Default::default(), 100)
+        .await
+        .unwrap();
+    let erased_lead = lead.to_string();
+    for stored in events.iter().filter(|e| e.aggregate_id == erased_lead) {
+        let text = String::from_utf8_lossy(&stored.payload);
+        assert!(
+            !text.contains(WORDS) && !text.contains("Ada"),
+            "{}",
+            stored.type_name
+        );
+    }
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -689,7 +752,8 @@ macro_rules! suite {
                 only_a_relevant_first_action_by_the_owner_activates, a_breach_escalates_and_reassigns_until_the_manager_owns_it,
                 nobody_available_queues_with_a_cause_and_alerts_at_once, going_out_of_office_moves_open_leads,
                 do_not_contact_leads_get_no_owner, a_deadline_that_passed_while_down_fires_on_start,
-                accounts_route_to_their_owner_and_re_engagements_return_to_the_holder, open_lead_counts_follow_every_change);
+                accounts_route_to_their_owner_and_re_engagements_return_to_the_holder, open_lead_counts_follow_every_change,
+                an_erased_contact_leaves_no_trace);
         }
     };
     (@tests $($name:ident),*) => {

@@ -41,7 +41,7 @@ impl std::str::FromStr for LeadId {
 }
 
 /// Id of a rejection in the review queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RejectionId(pub Uuid);
 
 impl RejectionId {
@@ -78,6 +78,23 @@ pub struct LeadInput {
     pub purchase_timeframe: PurchaseTimeframe,
     pub consent: Consent,
     pub attributes: BTreeMap<String, String>,
+}
+
+impl LeadInput {
+    /// Blanks the person's data for an erasure: name, email, phone and the words they wrote.
+    /// What reports count by (source, campaign, company, country, intent kind, consent) stays,
+    /// so aggregates survive the erasure of the people behind them.
+    pub fn erase_personal_data(&mut self) {
+        for field in [
+            &mut self.contact.name,
+            &mut self.contact.email,
+            &mut self.contact.phone,
+            &mut self.source.message,
+            &mut self.intent.detail,
+        ] {
+            *field = Pii::default();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

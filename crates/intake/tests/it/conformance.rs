@@ -485,6 +485,140 @@ pub async fn subscribe_streams_intake_events(f: Fixture) {
     let _ = f.db;
 }
 
+/// An erased person leaves no trace in any table or event of intake: their accepted lead,
+/// a merged re-submission, a rejected submission and an idempotent retry record are blanked
+/// or dropped, the ids and counts stay, the erasure is on the audit trail and announced with
+/// ids only, and repeating it finds nothing more. Another person's data is untouched.
+pub async fn erasure_leaves_no_trace_and_keeps_the_counts(f: Fixture) {
+    const EMAIL: &str = "canary.erasure@example.com";
+    const PHONE: &str = "+44 20 7946 0321";
+    const PHONE_E164: &str = "+442079460321";
+    const NAME: &str = "Canaryname Erasure";
+    const WORDS: &str = "canary words about routing";
+    let mut first = lead(EMAIL);
+    first.contact.name = NAME.into();
+    *first.contact.phone = PHONE.to_owned();
+    first.source.message = WORDS.into();
+    let Submitted::Accepted(accepted) = f
+        .intake
+        .submit(first.clone(), Some("canary-key"))
+        .await
+        .unwrap()
+    else {
+        panic!("accepted")
+    };
+    let Submitted::Merged(_) = f.intake.submit(first.clone(), None).await.unwrap() else {
+        panic!("merged")
+    };
+    let mut scan = first.clone();
+    scan.source.source = "event-badge-scan".into();
+    scan.contact.company = String::new();
+    let Submitted::Rejected(rejection) = f.intake.submit(scan, None).await.unwrap() else {
+        panic!("rejected")
+    };
+    let Submitted::Accepted(other) = f
+        .intake
+        .submit(lead("other@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!("accepted")
+    };
+    let needles = [EMAIL, PHONE_E164, NAME, WORDS];
+    assert!(
+        !testkit::scan::find_values(&f.db, &needles).await.is_empty(),
+        "the search finds the canaries before the erasure"
+    );
+
+    let erased = f
+        .intake
+        .erase_contact(" Canary.Erasure@example.com", "", "DSR-1")
+        .await
+        .unwrap();
+    assert_eq!(erased.lead_ids, [accepted.id]);
+    assert_eq!(erased.rejection_ids, [rejection.id]);
+    assert!(erased.events_rewritten >= 3, "{erased:?}");
+    assert_eq!(testkit::scan::find_values(&f.db, &needles).await, []);
+
+    // The ids and what reports count by stay; the person does not.
+    let kept = f.intake.lead(accepted.id).await.unwrap();
+    assert_eq!(kept.input.source.source, "website-demo-form");
+    assert_eq!(kept.input.contact.company, "Analytical Engines");
+    assert!(kept.input.contact.email.is_empty() && kept.input.contact.name.is_empty());
+    assert_eq!(kept.touches.len(), 1);
+    let untouched = f.intake.lead(other.id).await.unwrap();
+    assert_eq!(untouched.input.contact.email, "other@example.com");
+
+    let types = event_types(&f.intake, 5).await;
+    assert_eq!(types.last().map(String::as_str), Some("ContactErased"));
+    let events = f
+        .intake
+        .log()
+        .read_after(Default::default(), 100)
+        .await
+        .unwrap();
+    let announced =
+        proto::intake::v1::ContactErased::decode(events.last().unwrap().payload.as_slice())
+            .unwrap();
+    assert_eq!(announced.erasure_id, erased.erasure_id.to_string());
+    assert_eq!(announced.lead_ids, [accepted.id.to_string()]);
+    let audit: (String, String) =
+        sqlx::query_as("SELECT reference, lead_ids FROM erasures WHERE erasure_id = $1")
+            .bind(erased.erasure_id.to_string())
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(audit.0, "DSR-1");
+    assert!(audit.1.contains(&accepted.id.to_string()));
+
+    // A retry of the erased submission's key runs again instead of replaying erased data.
+    let Submitted::Accepted(again) = f.intake.submit(first, Some("canary-key")).await.unwrap()
+    else {
+        panic!("a new lead: the person submitted again after the erasure")
+    };
+    assert_ne!(again.id, accepted.id);
+
+    // Repeating the erasure is safe and, once the new lead is erased too, finds nothing.
+    let second = f.intake.erase_contact(EMAIL, "", "DSR-1").await.unwrap();
+    assert_eq!(second.lead_ids, [again.id]);
+    let third = f.intake.erase_contact(EMAIL, "", "DSR-1").await.unwrap();
+    assert!(third.lead_ids.is_empty() && third.rejection_ids.is_empty());
+    assert_eq!(testkit::scan::find_values(&f.db, &needles).await, []);
+
+    let refused = f.intake.erase_contact(EMAIL, "", " ").await.unwrap_err();
+    assert!(matches!(refused, IntakeError::Invalid(p) if p[0].field == "reference"));
+}
+
+/// An opt-out outlives the erasure of the person: it is the record needed to honour it.
+pub async fn an_erased_contact_stays_opted_out(f: Fixture) {
+    f.intake
+        .submit(lead("gone@example.com"), None)
+        .await
+        .unwrap();
+    f.intake
+        .opt_out("gone@example.com", "", "unsubscribe link")
+        .await
+        .unwrap();
+    let erased = f
+        .intake
+        .erase_contact("gone@example.com", "", "DSR-2")
+        .await
+        .unwrap();
+    assert_eq!(erased.lead_ids.len(), 1);
+    let Submitted::Accepted(back) = f
+        .intake
+        .submit(lead("gone@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!("accepted")
+    };
+    assert!(
+        back.do_not_contact,
+        "the opt-out still applies to a new lead"
+    );
+}
+
 /// Instantiates every scenario above as a test on one backend.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -496,7 +630,7 @@ macro_rules! conformance {
                 Some(fixture(test_db?).await)
             }
 
-            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, opt_out_before_the_first_lead_still_applies, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, subscribe_streams_intake_events);
+            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, opt_out_before_the_first_lead_still_applies, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, subscribe_streams_intake_events, erasure_leaves_no_trace_and_keeps_the_counts, an_erased_contact_stays_opted_out);
         }
     };
     (@tests $($name:ident),*) => {

@@ -299,3 +299,67 @@ async fn check_contactable_reflects_an_opt_out_at_once() {
     assert_eq!(too_many.code(), Code::InvalidArgument);
     r.stop.cancel();
 }
+
+#[tokio::test]
+async fn erase_contact_answers_with_ids_and_names_bad_fields() {
+    let mut r = start().await;
+    let accepted = r
+        .client
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(lead("erase.me@example.com")),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let lead_id = accepted.lead.unwrap().lead_id;
+    let erase = |email: &str, reference: &str| pb::EraseContactRequest {
+        email: email.into(),
+        phone: String::new(),
+        reference: reference.into(),
+    };
+
+    let nobody = r
+        .client
+        .erase_contact(erase("", "DSR-9"))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::InvalidArgument);
+    assert_eq!(
+        nobody.get_details_bad_request().unwrap().field_violations[0].field,
+        "email"
+    );
+    let no_reference = r
+        .client
+        .erase_contact(erase("erase.me@example.com", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(no_reference.code(), Code::InvalidArgument);
+    assert_eq!(
+        no_reference
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations[0]
+            .field,
+        "reference"
+    );
+
+    let erased = r
+        .client
+        .erase_contact(erase("Erase.Me@example.com", "DSR-9"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(erased.lead_ids, std::slice::from_ref(&lead_id));
+    assert!(!erased.erasure_id.is_empty());
+    assert!(erased.events_rewritten >= 1);
+    let kept = r
+        .client
+        .get_lead(pb::GetLeadRequest { lead_id })
+        .await
+        .unwrap()
+        .into_inner();
+    let contact = kept.lead.unwrap().input.unwrap().contact.unwrap();
+    assert!(contact.email.is_empty() && contact.name.is_empty());
+    r.stop.cancel();
+}
