@@ -121,16 +121,6 @@ pub fn activation_to_proto(
     }
 }
 
-/// A context packet without the person: name, email, phone, what they wrote and their
-/// merged touches' messages are blanked; where the lead came from stays.
-pub fn erase_context(packet: &mut pb::ContextPacket) {
-    packet.name.clear();
-    packet.email.clear();
-    packet.phone.clear();
-    packet.message.clear();
-    packet.touches.clear();
-}
-
 /// One of activation's stored events without the personal data its snapshot carries (for an
 /// erasure): the context packet is blanked and the talking points replaced by `talking_points`
 /// (the erased lead's, which no longer quote the person). `None` for other event types.
@@ -139,7 +129,7 @@ pub fn redact_event(type_name: &str, payload: &[u8], talking_points: &[String]) 
     fn scrub(activation: &mut Option<pb::Activation>, talking_points: &[String]) {
         if let Some(a) = activation.as_mut() {
             if let Some(context) = a.context.as_mut() {
-                erase_context(context);
+                context.erase_personal_data();
             }
             if let Some(plan) = a.plan.as_mut() {
                 plan.talking_points = talking_points.to_vec();

@@ -394,7 +394,7 @@ impl Activation {
             record.facts.erase_personal_data();
             record.plan.talking_points = talking_points(&record.facts);
             let mut packet = pb::ContextPacket::decode(context.as_slice()).unwrap_or_default();
-            crate::convert::erase_context(&mut packet);
+            packet.erase_personal_data();
             let context = packet.encode_to_vec();
             let mut events = Emitted::default();
             if record.state.is_open() {

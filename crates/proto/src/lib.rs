@@ -23,6 +23,19 @@ pub mod intake {
 pub mod activation {
     pub mod v1 {
         tonic::include_proto!("fairchance.activation.v1");
+
+        impl ContextPacket {
+            /// Blanks the person for an erasure (name, email, phone, what they wrote, their
+            /// merged touches' messages); where the lead came from stays, as reports need it.
+            /// Every service holding a packet erases it by this one rule.
+            pub fn erase_personal_data(&mut self) {
+                self.name.clear();
+                self.email.clear();
+                self.phone.clear();
+                self.message.clear();
+                self.touches.clear();
+            }
+        }
     }
 }
 
