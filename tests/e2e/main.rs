@@ -9,3 +9,4 @@ mod intake;
 mod pii;
 mod proof;
 mod support;
+mod watch;

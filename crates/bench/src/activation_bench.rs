@@ -24,7 +24,7 @@ const RATE: u64 = 500;
 const SECONDS: u64 = 10;
 
 /// Everybody works around the clock with room for every lead, so assignment never queues.
-const PLAYBOOK: &str = r#"
+pub(crate) const PLAYBOOK: &str = r#"
 [intake]
 [activation]
 default_team = "sales"

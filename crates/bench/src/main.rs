@@ -6,6 +6,7 @@
 
 mod activation_bench;
 mod common;
+mod fanout_bench;
 mod followup_bench;
 mod intake_bench;
 mod timers_bench;
@@ -42,7 +43,7 @@ pub struct Args {
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
     /// Run only these parts (comma-separated or repeated): `intake`, `activation`, `timers`
-    /// (both of: `timers-sla`, `timers-dispatch`), `followup`. Empty runs everything.
+    /// (both of: `timers-sla`, `timers-dispatch`), `followup`, `fanout`. Empty runs everything.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Open SLA timers (activations waiting for their first action) seeded for `timers-sla`.
@@ -76,6 +77,12 @@ pub struct Args {
     /// benchmark's binary, built first with `cargo build --release -p bench -p followup`.
     #[arg(long)]
     pub followup_bin: Option<PathBuf>,
+    /// Concurrent `WatchActivations` subscribers in `fanout` (compared to one).
+    #[arg(long, default_value_t = 100)]
+    pub fanout_subscribers: usize,
+    /// Assignments every `fanout` subscriber replays from the start of the stream.
+    #[arg(long, default_value_t = 5_000)]
+    pub fanout_backlog: usize,
 }
 
 impl Args {
@@ -134,9 +141,10 @@ async fn main() -> anyhow::Result<()> {
     if args.runs("followup") {
         rows.extend(followup_bench::run(&args).await?);
     }
+    rows.extend(fanout_bench::run(&args).await?);
     if rows.is_empty() {
         anyhow::bail!(
-            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup",
+            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup, fanout",
             args.only
         );
     }
