@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod intake_events;
 pub mod playbook;
 pub mod record;
+pub mod scopes;
 pub mod service;
 pub mod store;
 
@@ -92,6 +93,7 @@ impl ServiceSpec for ActivationService {
         Ok(vec![HealthTarget {
             service: grpc::SERVICE_NAME,
             db: ctx.db,
+            scopes: scopes::SCOPES,
         }])
     }
 }

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod playbook;
+pub mod scopes;
 pub mod service;
 pub mod store;
 
@@ -98,6 +99,7 @@ impl ServiceSpec for FeedbackService {
         Ok(vec![HealthTarget {
             service: grpc::SERVICE_NAME,
             db: ctx.db,
+            scopes: scopes::SCOPES,
         }])
     }
 }

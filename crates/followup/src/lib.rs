@@ -9,6 +9,7 @@ pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod playbook;
+pub mod scopes;
 pub mod service;
 pub mod store;
 
@@ -138,6 +139,7 @@ impl ServiceSpec for FollowupService {
         Ok(vec![HealthTarget {
             service: grpc::SERVICE_NAME,
             db: ctx.db,
+            scopes: scopes::SCOPES,
         }])
     }
 }

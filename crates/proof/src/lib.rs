@@ -10,6 +10,7 @@ pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod playbook;
+pub mod scopes;
 pub mod service;
 pub mod store;
 
@@ -107,6 +108,7 @@ impl ServiceSpec for ProofService {
         Ok(vec![HealthTarget {
             service: grpc::SERVICE_NAME,
             db: ctx.db,
+            scopes: scopes::SCOPES,
         }])
     }
 }

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::auth::{AuthMode, Tokens};
+use crate::tls::TlsConfig;
+
 /// Settings shared by every service binary.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -57,6 +60,15 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// How often health re-checks the database (`FAIRCHANCE_HEALTH_INTERVAL`).
     pub health_interval: Duration,
+    /// Whether calls need a bearer token, and the known ones (`FAIRCHANCE_AUTH`,
+    /// `FAIRCHANCE_TOKENS_FILE`).
+    pub auth: AuthMode,
+    /// TLS, mutual when a client CA is set (`FAIRCHANCE_TLS_CERT`, `FAIRCHANCE_TLS_KEY`,
+    /// `FAIRCHANCE_TLS_CLIENT_CA`); `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
+    /// A plaintext port serving only gRPC health (`FAIRCHANCE_HEALTH_ADDR`), for the
+    /// kubelet's probes, which cannot speak TLS; `None` serves none.
+    pub health_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +79,9 @@ impl Default for ServerConfig {
             max_message_bytes: 4 * 1024 * 1024,
             drain_timeout: Duration::from_secs(25),
             health_interval: Duration::from_secs(5),
+            auth: AuthMode::Off,
+            tls: None,
+            health_addr: None,
         }
     }
 }
@@ -248,6 +263,12 @@ const KNOWN_KEYS: &[&str] = &[
     "FAIRCHANCE_FOLLOWUP_URL",
     "FAIRCHANCE_PROOF_URL",
     "FAIRCHANCE_METRICS_ADDR",
+    "FAIRCHANCE_AUTH",
+    "FAIRCHANCE_TOKENS_FILE",
+    "FAIRCHANCE_TLS_CERT",
+    "FAIRCHANCE_TLS_KEY",
+    "FAIRCHANCE_TLS_CLIENT_CA",
+    "FAIRCHANCE_HEALTH_ADDR",
 ];
 
 /// Defaults a particular binary starts from.
@@ -383,6 +404,25 @@ impl ServiceConfig {
                 metrics.port()
             ));
         }
+        let auth = load_auth(sources, &mut errors);
+        let tls = load_tls(sources, &mut errors);
+        let health_addr = sources.parse_with(&mut errors, "FAIRCHANCE_HEALTH_ADDR", None, |s| {
+            if s.eq_ignore_ascii_case("off") {
+                return Ok(None);
+            }
+            s.parse::<SocketAddr>()
+                .map(Some)
+                .map_err(|_| "expected an address such as 0.0.0.0:8081, or off".to_owned())
+        });
+        if let Some(health) = health_addr
+            && health.port() != 0
+            && health.port() == listen_addr.port()
+        {
+            errors.push(format!(
+                "FAIRCHANCE_HEALTH_ADDR: port {} is also FAIRCHANCE_LISTEN_ADDR's; the plaintext health port needs its own port (or off)",
+                health.port()
+            ));
+        }
         let service_name = sources
             .string("OTEL_SERVICE_NAME")
             .unwrap_or_else(|| format!("fairchance-{}", defaults.service_name));
@@ -402,6 +442,9 @@ impl ServiceConfig {
                 max_message_bytes,
                 drain_timeout,
                 health_interval,
+                auth,
+                tls,
+                health_addr,
             },
             telemetry: TelemetryConfig {
                 log_format,
@@ -424,6 +467,85 @@ impl ServiceConfig {
             )])
         })
     }
+}
+
+/// `FAIRCHANCE_AUTH` (`off`, the default, or `required`) and the tokens file it needs.
+fn load_auth(sources: &Sources, errors: &mut Vec<String>) -> AuthMode {
+    let required = sources.parse_with(errors, "FAIRCHANCE_AUTH", false, |s| {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(false),
+            "required" => Ok(true),
+            _ => Err("expected off or required".into()),
+        }
+    });
+    // Read even when auth is off, so `check` finds a broken file before it is switched on.
+    let tokens = sources
+        .raw("FAIRCHANCE_TOKENS_FILE")
+        .and_then(|(path, origin)| {
+            Tokens::load(&origin, std::path::Path::new(&path))
+                .map_err(|problems| errors.extend(problems))
+                .ok()
+        });
+    match (required, tokens) {
+        (false, _) => AuthMode::Off,
+        (true, Some(tokens)) => AuthMode::Required(std::sync::Arc::new(tokens)),
+        (true, None) => {
+            if sources.raw("FAIRCHANCE_TOKENS_FILE").is_none() {
+                errors.push(
+                    "FAIRCHANCE_AUTH: required, but FAIRCHANCE_TOKENS_FILE is not set: name the file of caller tokens (see README: Security), or set FAIRCHANCE_AUTH=off"
+                        .into(),
+                );
+            }
+            AuthMode::Off
+        }
+    }
+}
+
+/// `FAIRCHANCE_TLS_CERT` and `FAIRCHANCE_TLS_KEY` (both or neither), and
+/// `FAIRCHANCE_TLS_CLIENT_CA` for mutual TLS.
+fn load_tls(sources: &Sources, errors: &mut Vec<String>) -> Option<TlsConfig> {
+    let mut read = |key: &str| {
+        let (path, origin) = sources.raw(key)?;
+        std::fs::read(&path)
+            .map_err(|e| errors.push(format!("{origin}: cannot read {path}: {e}")))
+            .ok()
+    };
+    let cert = read("FAIRCHANCE_TLS_CERT");
+    let key = read("FAIRCHANCE_TLS_KEY");
+    let client_ca = read("FAIRCHANCE_TLS_CLIENT_CA");
+    let set = |key: &str| sources.raw(key).is_some();
+    match (set("FAIRCHANCE_TLS_CERT"), set("FAIRCHANCE_TLS_KEY")) {
+        (false, false) => {
+            if set("FAIRCHANCE_TLS_CLIENT_CA") {
+                errors.push("FAIRCHANCE_TLS_CLIENT_CA: set, but FAIRCHANCE_TLS_CERT and FAIRCHANCE_TLS_KEY are not: client certificates are checked only over TLS".into());
+            }
+            return None;
+        }
+        (true, false) => {
+            errors.push(
+                "FAIRCHANCE_TLS_KEY: required when FAIRCHANCE_TLS_CERT is set: the PEM private key of the certificate".into(),
+            );
+            return None;
+        }
+        (false, true) => {
+            errors.push(
+                "FAIRCHANCE_TLS_CERT: required when FAIRCHANCE_TLS_KEY is set: the PEM certificate chain".into(),
+            );
+            return None;
+        }
+        (true, true) => {}
+    }
+    let (cert, key) = (cert?, key?);
+    if set("FAIRCHANCE_TLS_CLIENT_CA") && client_ca.is_none() {
+        return None;
+    }
+    TlsConfig::new(cert, key, client_ca)
+        .map_err(|why| {
+            errors.push(format!(
+                "FAIRCHANCE_TLS_CERT, FAIRCHANCE_TLS_KEY, FAIRCHANCE_TLS_CLIENT_CA: not usable: {why}"
+            ))
+        })
+        .ok()
 }
 
 /// The other services a service may call, and the variables naming their addresses.

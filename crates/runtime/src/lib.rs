@@ -1,10 +1,11 @@
 //! The shared runtime every fairchance service stands on: configuration, telemetry, the gRPC
 //! server bootstrap, storage over SQLite and PostgreSQL, the transactional event log and its
-//! consumers, durable timers, idempotency records, Prometheus metrics, the injected clock and
-//! the playbook file.
+//! consumers, durable timers, idempotency records, Prometheus metrics, the injected clock,
+//! the playbook file, and who may call what (bearer tokens, scopes, TLS).
 //!
 //! Written once here so the five services differ only in their domain.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod consumer;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod telemetry;
 pub mod timers;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use db::{Backend, Db, DbError, Migrations, Tx};

@@ -2,7 +2,8 @@
 //! unreachable), reflection (v1 and v1alpha, so grpcurl 1.8 works), per-request timeout,
 //! a global concurrency limit that sheds load instead of queueing, message size limits,
 //! W3C trace context extraction, RED metrics per RPC and database gauges (see
-//! [`crate::metrics`]), and graceful shutdown that drains in-flight calls.
+//! [`crate::metrics`]), bearer tokens with a scope per RPC and optional (mutual) TLS (see
+//! [`crate::auth`], [`crate::tls`]), and graceful shutdown that drains in-flight calls.
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::auth::{AuthLayer, RpcScopes, ScopeTable};
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::metrics::RpcMetricsLayer;
@@ -30,12 +32,16 @@ const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 /// HTTP/2 flow-control window per connection.
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
-/// A gRPC service whose health follows a database.
+/// A gRPC service the server serves: its health follows a database, and each of its RPCs
+/// needs a scope.
 #[derive(Debug, Clone)]
 pub struct HealthTarget {
     /// Fully qualified service name, e.g. `fairchance.intake.v1.IntakeService`.
     pub service: &'static str,
     pub db: Db,
+    /// The scope each RPC needs (the service's `scopes.rs`); the server does not start while
+    /// an RPC of the service is missing from it.
+    pub scopes: RpcScopes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,13 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Scopes(#[from] crate::auth::ScopeError),
+    #[error("cannot listen on {addr} for plaintext health: {source}")]
+    HealthListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then drains in-flight calls for
@@ -56,7 +69,17 @@ pub async fn serve(
     config: &ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    let scope_table = ScopeTable::new(
+        &health
+            .iter()
+            .map(|t| (t.service, t.scopes))
+            .collect::<Vec<_>>(),
+        proto::FILE_DESCRIPTOR_SET,
+    )?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    if let Some(addr) = config.health_addr {
+        serve_plain_health(addr, health_service.clone(), shutdown.clone()).await?;
+    }
     // Not serving until the first database check passes.
     set_all(&reporter, &health, ServingStatus::NotServing).await;
     tokio::spawn(health_loop(
@@ -108,13 +131,19 @@ pub async fn serve(
     // Binding ourselves (port 0 in tests) bypasses the builder's tcp_nodelay; without it
     // Nagle's algorithm adds ~40 ms to the latency tail.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    // Metrics outermost, so calls shed by the limits are counted (RESOURCE_EXHAUSTED).
+    // Metrics outermost, so calls refused by auth or shed by the limits are counted; auth
+    // before the limits, so calls without a token take no slot.
     let layers = ServiceBuilder::new()
         .layer(RpcMetricsLayer)
+        .layer(AuthLayer::new(config.auth.clone(), scope_table))
         .layer(limits(config.concurrency_limit));
 
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
     let stop = shutdown.clone();
-    let server = tonic::transport::Server::builder()
+    let server = builder
         .timeout(config.request_timeout)
         // Larger HTTP/2 windows than the 64 KiB default let a client stream run ahead while a
         // batch is written, so bulk submissions arrive in full batches.
@@ -155,7 +184,13 @@ pub fn limits(
 }
 
 fn request_span(request: &http::Request<()>) -> tracing::Span {
-    let span = tracing::info_span!("grpc", rpc = %request.uri().path(), otel.kind = "server");
+    // `caller` is filled in by the auth layer once the token is known.
+    let span = tracing::info_span!(
+        "grpc",
+        rpc = %request.uri().path(),
+        caller = tracing::field::Empty,
+        otel.kind = "server"
+    );
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
     let _ = span.set_parent(parent);
     span
@@ -171,6 +206,32 @@ impl Extractor for HeaderExtractor<'_> {
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
     }
+}
+
+/// Serves gRPC health alone, in plaintext, on `addr` until `shutdown`: the kubelet's gRPC
+/// probes cannot speak TLS. Returns once the port is bound.
+async fn serve_plain_health(
+    addr: std::net::SocketAddr,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::HealthListen { addr, source })?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving plaintext gRPC health");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "plaintext health server failed");
+        }
+    });
+    Ok(())
 }
 
 async fn set_all(reporter: &HealthReporter, targets: &[HealthTarget], status: ServingStatus) {

@@ -1,6 +1,7 @@
 //! Intake against real databases: one conformance suite for SQLite and PostgreSQL, run
 //! through the service layer so store, events and idempotency are checked together.
 
+mod auth;
 mod binary;
 mod conformance;
 mod grpc;

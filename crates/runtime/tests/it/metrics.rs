@@ -175,6 +175,7 @@ async fn start() -> Running {
             let target = HealthTarget {
                 service: "fairchance.metricstest.v1.MetricsTestService",
                 db,
+                scopes: &[],
             };
             serve(
                 listener,

@@ -29,6 +29,7 @@ async fn health_reflects_the_database_and_shutdown_returns() {
             let target = HealthTarget {
                 service: "fairchance.test.v1.TestService",
                 db,
+                scopes: &[],
             };
             serve(
                 listener,
