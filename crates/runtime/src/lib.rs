@@ -1,10 +1,11 @@
 //! The shared runtime every fairchance service stands on: configuration, telemetry, the gRPC
-//! server bootstrap, storage over SQLite and PostgreSQL, the transactional event log and its
+//! server bootstrap and the client for calls between services, storage over SQLite and PostgreSQL, the transactional event log and its
 //! consumers, durable timers, idempotency records, Prometheus metrics, the injected clock and
 //! the playbook file.
 //!
 //! Written once here so the five services differ only in their domain.
 
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod consumer;
