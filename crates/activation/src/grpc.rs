@@ -41,7 +41,9 @@ impl ActivationApi {
     }
 
     pub fn into_server(self, max_message_bytes: usize) -> ActivationServiceServer<Self> {
-        ActivationServiceServer::new(self).max_decoding_message_size(max_message_bytes)
+        ActivationServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 }
 

@@ -48,11 +48,9 @@ impl ServiceSpec for ActivationService {
                 "FAIRCHANCE_PLAYBOOK: required: activation needs the playbook's teams, owners and routes".into(),
             ));
         }
-        let intake_url = ctx
-            .config
+        let intake_client = runtime::client::Connector::from_config(&ctx.config)
             .upstream("intake")
-            .map_err(|e| StartError::Other(e.to_string()))?
-            .to_owned();
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let playbook = ctx.playbook::<playbook::ActivationPlaybook>()?;
         let log = EventLog::new(ctx.db.clone(), Self::NAME);
         let timers = Timers::new(ctx.db.clone());
@@ -74,7 +72,7 @@ impl ServiceSpec for ActivationService {
             async move { timers.run(clock, activation, stop).await }
         });
         let intake = Upstream {
-            url: intake_url,
+            client: intake_client,
             service: "fairchance.intake.v1.IntakeService",
             event_types: Vec::new(),
         };

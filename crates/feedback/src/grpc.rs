@@ -31,7 +31,9 @@ impl FeedbackApi {
     }
 
     pub fn into_server(self, max_message_bytes: usize) -> FeedbackServiceServer<Self> {
-        FeedbackServiceServer::new(self).max_decoding_message_size(max_message_bytes)
+        FeedbackServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 }
 

@@ -60,17 +60,16 @@ impl ServiceSpec for FeedbackService {
         ctx: ServiceContext,
         routes: &mut RoutesBuilder,
     ) -> Result<Vec<HealthTarget>, StartError> {
+        let connector = runtime::client::Connector::from_config(&ctx.config);
         let mut upstreams = Vec::new();
         for (name, service, consumer) in SOURCES {
-            let url = ctx
-                .config
+            let client = connector
                 .upstream(name)
-                .map_err(|e| StartError::Other(e.to_string()))?
-                .to_owned();
+                .map_err(|e| StartError::Other(e.to_string()))?;
             upstreams.push((
                 consumer,
                 Upstream {
-                    url,
+                    client,
                     service,
                     event_types: Vec::new(),
                 },

@@ -37,7 +37,9 @@ impl FollowupApi {
     }
 
     pub fn into_server(self, max_message_bytes: usize) -> FollowupServiceServer<Self> {
-        FollowupServiceServer::new(self).max_decoding_message_size(max_message_bytes)
+        FollowupServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 
     fn plan(&self, enrollment: &Enrollment) -> pb::Plan {

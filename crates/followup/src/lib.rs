@@ -52,14 +52,19 @@ impl ServiceSpec for FollowupService {
                 "FAIRCHANCE_PLAYBOOK: required: followup needs the playbook's cadences".into(),
             ));
         }
+        let connector = runtime::client::Connector::from_config(&ctx.config);
         let upstream = |name: &str| {
-            ctx.config
+            connector
                 .upstream(name)
-                .map(str::to_owned)
                 .map_err(|e| StartError::Other(e.to_string()))
         };
-        let activation_url = upstream("activation")?;
-        let intake_url = upstream("intake")?;
+        let activation = upstream("activation")?;
+        let intake = upstream("intake")?;
+        // Proof is optional: without it, proof steps go out with the cadence's default
+        // template and say so.
+        let proof = connector
+            .optional_upstream("proof")
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let playbook = ctx.playbook::<playbook::FollowupPlaybook>()?;
         let log = EventLog::new(ctx.db.clone(), Self::NAME);
         let timers = Timers::new(ctx.db.clone());
@@ -69,15 +74,9 @@ impl ServiceSpec for FollowupService {
             timers.clone(),
             playbook,
             ctx.clock.clone(),
-            &intake_url,
-        )
-        .map_err(StartError::Other)?;
-        // Proof is optional: without it, proof steps go out with the cadence's default
-        // template and say so.
-        let followup = match ctx.config.upstreams.get("proof") {
-            Some(url) => followup.with_proof(url).map_err(StartError::Other)?,
-            None => followup,
-        };
+            intake.clone(),
+            proof,
+        );
         log.spawn_listener(ctx.shutdown.clone());
         tokio::spawn({
             let (timers, followup, clock, stop) = (
@@ -92,7 +91,7 @@ impl ServiceSpec for FollowupService {
             (
                 ACTIVATION_CONSUMER,
                 Upstream {
-                    url: activation_url,
+                    client: activation,
                     service: "fairchance.activation.v1.ActivationService",
                     event_types: ["LeadActivated", "LeadReassigned", "EscalationRaised"]
                         .map(String::from)
@@ -102,7 +101,7 @@ impl ServiceSpec for FollowupService {
             (
                 INTAKE_CONSUMER,
                 Upstream {
-                    url: intake_url,
+                    client: intake,
                     service: "fairchance.intake.v1.IntakeService",
                     event_types: vec!["ContactOptedOut".into()],
                 },

@@ -19,9 +19,8 @@ use proto::activation::v1 as apb;
 use proto::events::v1::Event;
 use proto::followup::v1 as pb;
 use proto::intake::v1 as ipb;
-use proto::intake::v1::intake_service_client::IntakeServiceClient;
 use proto::proof::v1 as ppb;
-use proto::proof::v1::proof_service_client::ProofServiceClient;
+use runtime::client::{CallOptions, Client, Method};
 use runtime::consumer::{EventHandler, HandlerError};
 use runtime::grpc::to_proto_timestamp;
 use runtime::metrics::prometheus_client::metrics::counter::Counter;
@@ -30,7 +29,6 @@ use runtime::playbook::Playbook;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel as GrpcChannel;
 use uuid::Uuid;
 
 use crate::convert::{
@@ -48,6 +46,17 @@ pub const OPT_OUT_TIMER: &str = "propagate_opt_out";
 const INTAKE_DEADLINE: Duration = Duration::from_secs(3);
 /// How long proof has to pick an asset before the step goes out with its default template.
 const PROOF_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Reads only: repeated freely.
+const CHECK_CONTACTABLE: Method<ipb::CheckContactableRequest, ipb::CheckContactableResponse> =
+    Method::idempotent("/fairchance.intake.v1.IntakeService/CheckContactable");
+/// Suppressing a contact twice suppresses it once (intake announces it once).
+const OPT_OUT: Method<ipb::OptOutRequest, ipb::OptOutResponse> =
+    Method::idempotent("/fairchance.intake.v1.IntakeService/OptOut");
+/// Proof logs each recommendation, so a repeat would log a second one: retried only when
+/// proof did not take the call (UNAVAILABLE).
+const NEXT_PROOF: Method<ppb::NextProofRequest, ppb::NextProofResponse> =
+    Method::not_idempotent("/fairchance.proof.v1.ProofService/NextProof");
 
 /// Followup's instruments in the process registry (served by `runtime::metrics`). Labels
 /// are playbook names and fixed lists only, nothing about the lead.
@@ -121,15 +130,6 @@ fn record_metrics(changes: &[Change]) {
     });
 }
 
-/// A channel to another service, connected on first use.
-fn lazy_channel(key: &str, url: &str, deadline: Duration) -> Result<GrpcChannel, String> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| format!("{key}: {e}"))?
-        .connect_timeout(deadline)
-        .timeout(deadline)
-        .connect_lazy())
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("no follow-up plan for this lead")]
@@ -158,62 +158,55 @@ pub struct Followup {
     timers: Timers,
     playbook: Playbook<FollowupPlaybook>,
     clock: SharedClock,
-    intake: IntakeServiceClient<GrpcChannel>,
+    intake: Client,
     /// Where proof steps ask for their asset; none when no proof service is configured.
-    proof: Option<ProofServiceClient<GrpcChannel>>,
+    proof: Option<Client>,
     /// Leads of the batch being fired that intake says are do-not-contact.
     do_not_contact: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 impl Followup {
-    /// `intake_url` is where contactability is checked and opt-outs are forwarded; the
-    /// connection is made lazily, so followup starts while intake is still coming up.
+    /// `intake` is where contactability is checked and opt-outs are forwarded; proof steps
+    /// ask `proof` which asset to send. Clients connect lazily, so followup starts while the
+    /// others are still coming up.
     pub fn new(
         store: Store,
         log: EventLog,
         timers: Timers,
         playbook: Playbook<FollowupPlaybook>,
         clock: SharedClock,
-        intake_url: &str,
-    ) -> Result<Self, String> {
-        Ok(Self {
+        intake: Client,
+        proof: Option<Client>,
+    ) -> Self {
+        Self {
             store,
             log,
             timers,
             playbook,
             clock,
-            intake: IntakeServiceClient::new(lazy_channel(
-                "FAIRCHANCE_INTAKE_URL",
-                intake_url,
-                INTAKE_DEADLINE,
-            )?),
-            proof: None,
+            intake,
+            proof,
             do_not_contact: Arc::default(),
-        })
-    }
-
-    /// Proof steps ask the proof service at `url` which asset to send.
-    pub fn with_proof(mut self, url: &str) -> Result<Self, String> {
-        self.proof = Some(ProofServiceClient::new(lazy_channel(
-            "FAIRCHANCE_PROOF_URL",
-            url,
-            PROOF_DEADLINE,
-        )?));
-        Ok(self)
+        }
     }
 
     /// The proof service's pick for a lead's proof step; `None` (the step goes out with the
     /// cadence's default template and says so) when it has none or does not answer in time.
-    async fn ask_proof(&self, lead: Uuid) -> Option<ProofPick> {
-        let mut proof = self.proof.clone()?;
+    ///
+    /// `step` names the step in the call's idempotency key, the same on every attempt.
+    async fn ask_proof(&self, lead: Uuid, step: &str) -> Option<ProofPick> {
+        let proof = self.proof.as_ref()?;
         let answer = proof
-            .next_proof(ppb::NextProofRequest {
-                lead_id: lead.to_string(),
-            })
+            .unary_with(
+                &NEXT_PROOF,
+                ppb::NextProofRequest {
+                    lead_id: lead.to_string(),
+                },
+                CallOptions::deadline(PROOF_DEADLINE).with_key(format!("followup:{lead}:{step}")),
+            )
             .await;
         match answer {
             Ok(answer) => {
-                let answer = answer.into_inner();
                 let asset = answer
                     .asset
                     .filter(|_| answer.verdict == ppb::Verdict::Recommended as i32)?;
@@ -531,8 +524,14 @@ impl Followup {
     // Timers
     // -----------------------------------------------------------------------------------
 
-    /// Whatever is due for one lead at `now`.
-    async fn wake_lead(&self, tx: &mut Tx, lead: Uuid, now: Timestamp) -> Result<(), DbError> {
+    /// Whatever is due for one lead at `now`, woken by its timer due at `due_at`.
+    async fn wake_lead(
+        &self,
+        tx: &mut Tx,
+        lead: Uuid,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
         let do_not_contact = self
             .do_not_contact
             .lock()
@@ -560,7 +559,9 @@ impl Followup {
             Store::touches_since(tx, &keys.contact, since).await?
         };
         let proof = if enrollment.due_is_proof(&playbook, now, &touches) {
-            self.ask_proof(lead).await
+            // The due time names the step: the same step fired again asks the same question.
+            self.ask_proof(lead, &due_at.as_microsecond().to_string())
+                .await
         } else {
             None
         };
@@ -572,13 +573,18 @@ impl Followup {
     /// Forwards an opt-out recorded here to intake; an error retries it after the lease.
     async fn propagate_opt_out(&self, timer: &Timer) -> Result<(), HandlerError> {
         let pending: PendingOptOut = serde_json::from_slice(&timer.payload)?;
-        let mut intake = self.intake.clone();
-        intake
-            .opt_out(ipb::OptOutRequest {
-                email: pending.email.unwrap_or_default(),
-                phone: pending.phone.unwrap_or_default(),
-                reason: pending.reason,
-            })
+        // Keyed by the timer, the same key on every attempt and after a crash.
+        self.intake
+            .unary_with(
+                &OPT_OUT,
+                ipb::OptOutRequest {
+                    email: pending.email.unwrap_or_default(),
+                    phone: pending.phone.unwrap_or_default(),
+                    reason: pending.reason,
+                },
+                CallOptions::deadline(INTAKE_DEADLINE)
+                    .with_key(format!("followup:opt-out:{}", timer.timer_id)),
+            )
             .await?;
         Ok(())
     }
@@ -773,11 +779,14 @@ impl TimerHandler for Followup {
             .collect();
         let mut found = HashSet::new();
         if !leads.is_empty() {
-            let mut intake = self.intake.clone();
-            let answer = intake
-                .check_contactable(ipb::CheckContactableRequest { lead_ids: leads })
-                .await?
-                .into_inner();
+            let answer = self
+                .intake
+                .unary_with(
+                    &CHECK_CONTACTABLE,
+                    ipb::CheckContactableRequest { lead_ids: leads },
+                    CallOptions::deadline(INTAKE_DEADLINE),
+                )
+                .await?;
             found.extend(
                 answer
                     .do_not_contact_lead_ids
@@ -795,7 +804,10 @@ impl TimerHandler for Followup {
     async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
         let now = self.now();
         match timer.kind.as_str() {
-            WAKE_TIMER => self.wake_lead(tx, timer.subject.parse()?, now).await?,
+            WAKE_TIMER => {
+                self.wake_lead(tx, timer.subject.parse()?, timer.due_at, now)
+                    .await?
+            }
             OPT_OUT_TIMER => self.propagate_opt_out(timer).await?,
             other => tracing::warn!(kind = other, "unknown timer kind; dropped"),
         }

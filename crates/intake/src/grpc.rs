@@ -39,7 +39,9 @@ impl IntakeApi {
     }
 
     pub fn into_server(self, max_message_bytes: usize) -> IntakeServiceServer<Self> {
-        IntakeServiceServer::new(self).max_decoding_message_size(max_message_bytes)
+        IntakeServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 }
 

@@ -14,5 +14,7 @@ pub const SCOPES: RpcScopes = &[
     ("ReconsiderRejection", "intake.review"),
     // Followup forwards unsubscribes recorded there.
     ("OptOut", "intake.opt_out"),
+    // A data-subject request: rare, audited, and for the privacy team's tooling only.
+    ("EraseContact", "intake.erase"),
     ("Subscribe", "intake.subscribe"),
 ];

@@ -38,7 +38,9 @@ impl ProofApi {
     }
 
     pub fn into_server(self, max_message_bytes: usize) -> ProofServiceServer<Self> {
-        ProofServiceServer::new(self).max_decoding_message_size(max_message_bytes)
+        ProofServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 }
 

@@ -43,14 +43,14 @@ impl ServiceSpec for ProofService {
         ctx: ServiceContext,
         routes: &mut RoutesBuilder,
     ) -> Result<Vec<HealthTarget>, StartError> {
+        let connector = runtime::client::Connector::from_config(&ctx.config);
         let upstream = |name: &str| {
-            ctx.config
+            connector
                 .upstream(name)
-                .map(str::to_owned)
                 .map_err(|e| StartError::Other(e.to_string()))
         };
-        let activation_url = upstream("activation")?;
-        let followup_url = upstream("followup")?;
+        let activation = upstream("activation")?;
+        let followup = upstream("followup")?;
         let playbook = ctx.playbook::<playbook::ProofPlaybook>()?;
         let log = EventLog::new(ctx.db.clone(), Self::NAME);
         let timers = Timers::new(ctx.db.clone());
@@ -75,7 +75,7 @@ impl ServiceSpec for ProofService {
             (
                 ACTIVATION_CONSUMER,
                 Upstream {
-                    url: activation_url,
+                    client: activation,
                     service: "fairchance.activation.v1.ActivationService",
                     event_types: vec!["LeadActivated".into()],
                 },
@@ -83,7 +83,7 @@ impl ServiceSpec for ProofService {
             (
                 FOLLOWUP_CONSUMER,
                 Upstream {
-                    url: followup_url,
+                    client: followup,
                     service: "fairchance.followup.v1.FollowupService",
                     event_types: ["EngagementRecorded", "CadenceStopped", "TaskCompleted"]
                         .map(String::from)

@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     pub telemetry: TelemetryConfig,
     /// Addresses of the other services this one calls (`FAIRCHANCE_<SERVICE>_URL`).
     pub upstreams: BTreeMap<&'static str, String>,
+    /// How this service calls the others (see [`crate::client`]).
+    pub client: ClientConfig,
     /// Where the Prometheus endpoint (`/metrics`, `/healthz`) listens, on its own port
     /// (`FAIRCHANCE_METRICS_ADDR`, default `0.0.0.0:9090`); `None` (`off`) serves none.
     pub metrics_addr: Option<SocketAddr>,
@@ -53,7 +55,8 @@ pub struct ServerConfig {
     /// In-flight calls across all connections; beyond it calls are shed with
     /// RESOURCE_EXHAUSTED rather than queued (`FAIRCHANCE_CONCURRENCY_LIMIT`).
     pub concurrency_limit: usize,
-    /// Largest accepted request message (`FAIRCHANCE_MAX_MESSAGE_BYTES`).
+    /// Largest message a service accepts or sends (`FAIRCHANCE_MAX_MESSAGE_BYTES`); outgoing
+    /// calls use the same limit in both directions.
     pub max_message_bytes: usize,
     /// Longest graceful shutdown drains in-flight calls before giving up
     /// (`FAIRCHANCE_DRAIN_TIMEOUT`).
@@ -76,12 +79,44 @@ impl Default for ServerConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
-            max_message_bytes: 4 * 1024 * 1024,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             drain_timeout: Duration::from_secs(25),
             health_interval: Duration::from_secs(5),
             auth: AuthMode::Off,
             tls: None,
             health_addr: None,
+        }
+    }
+}
+
+/// Default of `FAIRCHANCE_MAX_MESSAGE_BYTES`: 1 MiB, in both directions. A bigger message is
+/// a bug or an attack; lists are paged and bulk submissions are streamed item by item.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// How a service calls other services (see [`crate::client::Connector`]).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Longest wait for a connection to another service (`FAIRCHANCE_CLIENT_CONNECT_TIMEOUT`).
+    pub connect_timeout: Duration,
+    /// Deadline of a unary call that names none of its own (`FAIRCHANCE_CLIENT_DEADLINE`);
+    /// it covers every attempt. Event streams have none: keepalive watches them instead.
+    pub deadline: Duration,
+    /// Attempts of one call, the first included (`FAIRCHANCE_CLIENT_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry's backoff ceiling, doubling per attempt (`FAIRCHANCE_CLIENT_BACKOFF`).
+    pub backoff: Duration,
+    /// Largest message sent or received (`FAIRCHANCE_MAX_MESSAGE_BYTES`, as the server's).
+    pub max_message_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(5),
+            max_attempts: 4,
+            backoff: Duration::from_millis(50),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -269,6 +304,10 @@ const KNOWN_KEYS: &[&str] = &[
     "FAIRCHANCE_TLS_KEY",
     "FAIRCHANCE_TLS_CLIENT_CA",
     "FAIRCHANCE_HEALTH_ADDR",
+    "FAIRCHANCE_CLIENT_CONNECT_TIMEOUT",
+    "FAIRCHANCE_CLIENT_DEADLINE",
+    "FAIRCHANCE_CLIENT_MAX_ATTEMPTS",
+    "FAIRCHANCE_CLIENT_BACKOFF",
 ];
 
 /// Defaults a particular binary starts from.
@@ -363,6 +402,7 @@ impl ServiceConfig {
                 errors.push(format!("{key}: must be longer than zero"));
             }
         }
+        let client = client_config(sources, &mut errors, max_message_bytes);
         let log_format = sources.get(&mut errors, "FAIRCHANCE_LOG_FORMAT", LogFormat::Auto);
         let log_filter = sources
             .string("FAIRCHANCE_LOG")
@@ -453,6 +493,7 @@ impl ServiceConfig {
                 service_name,
             },
             upstreams,
+            client,
             metrics_addr,
             metrics_addr_explicit,
         })
@@ -546,6 +587,47 @@ fn load_tls(sources: &Sources, errors: &mut Vec<String>) -> Option<TlsConfig> {
             ))
         })
         .ok()
+}
+
+/// The client settings, each bad value collected into `errors`.
+fn client_config(
+    sources: &Sources,
+    errors: &mut Vec<String>,
+    max_message_bytes: usize,
+) -> ClientConfig {
+    let defaults = ClientConfig::default();
+    let connect_timeout = sources.duration(
+        errors,
+        "FAIRCHANCE_CLIENT_CONNECT_TIMEOUT",
+        defaults.connect_timeout,
+    );
+    let deadline = sources.duration(errors, "FAIRCHANCE_CLIENT_DEADLINE", defaults.deadline);
+    let backoff = sources.duration(errors, "FAIRCHANCE_CLIENT_BACKOFF", defaults.backoff);
+    for (key, value) in [
+        ("FAIRCHANCE_CLIENT_CONNECT_TIMEOUT", connect_timeout),
+        ("FAIRCHANCE_CLIENT_DEADLINE", deadline),
+        ("FAIRCHANCE_CLIENT_BACKOFF", backoff),
+    ] {
+        if value.is_zero() {
+            errors.push(format!("{key}: must be longer than zero"));
+        }
+    }
+    let max_attempts = sources.parse_with(
+        errors,
+        "FAIRCHANCE_CLIENT_MAX_ATTEMPTS",
+        defaults.max_attempts,
+        |s| match s.parse::<u32>() {
+            Ok(n) if (1..=10).contains(&n) => Ok(n),
+            _ => Err("expected a whole number from 1 (no retries) to 10".into()),
+        },
+    );
+    ClientConfig {
+        connect_timeout,
+        deadline,
+        max_attempts,
+        backoff,
+        max_message_bytes,
+    }
 }
 
 /// The other services a service may call, and the variables naming their addresses.
@@ -654,6 +736,48 @@ mod tests {
         let p = path.display().to_string();
         let cfg = ServiceConfig::load(&env(&[(CONFIG_FILE_VAR, &p)]), &defaults()).unwrap();
         assert_eq!(cfg.metrics_addr, None);
+    }
+
+    #[test]
+    fn client_settings_come_from_their_keys_and_bad_ones_are_named() {
+        let cfg = ServiceConfig::load(&env(&[]), &defaults()).unwrap();
+        assert_eq!(cfg.client.deadline, Duration::from_secs(5));
+        assert_eq!(cfg.client.max_attempts, 4);
+        assert_eq!(cfg.client.max_message_bytes, 1024 * 1024);
+        assert_eq!(cfg.server.max_message_bytes, 1024 * 1024);
+        let cfg = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_DEADLINE", "750ms"),
+                ("FAIRCHANCE_CLIENT_CONNECT_TIMEOUT", "2s"),
+                ("FAIRCHANCE_CLIENT_MAX_ATTEMPTS", "1"),
+                ("FAIRCHANCE_CLIENT_BACKOFF", "10ms"),
+                ("FAIRCHANCE_MAX_MESSAGE_BYTES", "65536"),
+            ]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(cfg.client.deadline, Duration::from_millis(750));
+        assert_eq!(cfg.client.connect_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.client.max_attempts, 1);
+        assert_eq!(cfg.client.backoff, Duration::from_millis(10));
+        assert_eq!(cfg.client.max_message_bytes, 65536);
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_DEADLINE", "0s"),
+                ("FAIRCHANCE_CLIENT_CONNECT_TIMEOUT", "soon"),
+                ("FAIRCHANCE_CLIENT_MAX_ATTEMPTS", "11"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAIRCHANCE_CLIENT_DEADLINE: must be longer than zero",
+            "FAIRCHANCE_CLIENT_CONNECT_TIMEOUT (environment): invalid value \"soon\"",
+            "FAIRCHANCE_CLIENT_MAX_ATTEMPTS (environment): invalid value \"11\": expected a whole number from 1 (no retries) to 10",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
     }
 
     #[test]

@@ -9,8 +9,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use proto::events::v1::Event;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db::{Db, DbError, Tx, to_micros};
 
@@ -117,12 +121,35 @@ async fn apply_batch_tx<H: EventHandler>(
         return Err(CursorMoved(consumer.to_owned()).into());
     }
     for event in events {
-        handler.handle(&mut tx, event).await?;
+        handler
+            .handle(&mut tx, event)
+            .instrument(consume_span(consumer, event))
+            .await?;
     }
     save_cursor(&mut tx, consumer, &last.cursor, jiff::Timestamp::now()).await?;
     tx.commit().await.map_err(DbError::from)?;
     handler.after_commit();
     Ok(())
+}
+
+/// The span an event is handled in: a child of the span that appended it upstream (the trace
+/// context its envelope carries), so one trace follows a lead from service to service, and
+/// what the handler appends carries this span on.
+fn consume_span(consumer: &str, event: &Event) -> tracing::Span {
+    let event_type = event
+        .payload
+        .as_ref()
+        .map(|p| p.type_url.rsplit('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "consume",
+        consumer = %consumer,
+        event_type = %event_type,
+        otel.kind = "consumer"
+    );
+    let parent = TraceContextPropagator::new().extract(&event.trace_context);
+    let _ = span.set_parent(parent);
+    span
 }
 
 /// Events applied in one transaction when the upstream has several ready: a consumer that
@@ -242,8 +269,8 @@ pub type UpstreamEvents =
 /// request, one `Event` in field 1 of each response), so one client reads them all.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The service's base URL, e.g. `http://intake:50051`.
-    pub url: String,
+    /// The client of the service, from the service's [`crate::client::Connector`].
+    pub client: crate::client::Client,
     /// Fully qualified gRPC service name, e.g. `fairchance.intake.v1.IntakeService`.
     pub service: &'static str,
     /// Event types (short names) to receive; empty means all.
@@ -265,21 +292,10 @@ struct WireSubscribeResponse {
 impl Upstream {
     /// Opens the stream after `after_cursor`.
     pub async fn subscribe(&self, after_cursor: String) -> Result<UpstreamEvents, tonic::Status> {
-        use tonic::codegen::http::uri::PathAndQuery;
-
-        let endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
-            .map_err(|e| tonic::Status::invalid_argument(format!("{}: {e}", self.url)))?
-            .connect_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await.map_err(|e| {
-            tonic::Status::unavailable(format!("{} unreachable at {}: {e}", self.service, self.url))
-        })?;
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("{}: {e}", self.service)))?;
-        let path: PathAndQuery = format!("/{}/Subscribe", self.service)
-            .parse()
-            .map_err(|_| tonic::Status::internal(format!("bad service name {}", self.service)))?;
+        let method = crate::client::Method::<WireSubscribeRequest, WireSubscribeResponse>::dynamic(
+            format!("/{}/Subscribe", self.service),
+            true,
+        );
         let request = WireSubscribeRequest {
             from: Some(proto::events::v1::SubscribeFrom {
                 after_cursor,
@@ -287,14 +303,7 @@ impl Upstream {
                 replay_only: false,
             }),
         };
-        let stream = grpc
-            .server_streaming(
-                tonic::Request::new(request),
-                path,
-                tonic_prost::ProstCodec::<WireSubscribeRequest, WireSubscribeResponse>::default(),
-            )
-            .await?
-            .into_inner();
+        let stream = self.client.server_streaming(&method, request).await?;
         let service = self.service;
         Ok(Box::pin(stream.map(move |item| {
             item.and_then(|response| {

@@ -1,11 +1,13 @@
 //! The shared runtime every fairchance service stands on: configuration, telemetry, the gRPC
-//! server bootstrap, storage over SQLite and PostgreSQL, the transactional event log and its
-//! consumers, durable timers, idempotency records, Prometheus metrics, the injected clock,
-//! the playbook file, and who may call what (bearer tokens, scopes, TLS).
+//! server bootstrap and the client for calls between services, storage over SQLite and
+//! PostgreSQL, the transactional event log and its consumers, durable timers, idempotency
+//! records, erasure, Prometheus metrics, the injected clock, the playbook file, and who may
+//! call what (bearer tokens, scopes, TLS).
 //!
 //! Written once here so the five services differ only in their domain.
 
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod consumer;

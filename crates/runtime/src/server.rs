@@ -149,6 +149,10 @@ pub async fn serve(
         // batch is written, so bulk submissions arrive in full batches.
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        // The same pings as the clients (`crate::client`): a subscriber that vanished without
+        // closing its stream is noticed, and no peer sees the other's pings as abuse.
+        .http2_keepalive_interval(Some(crate::client::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::client::KEEPALIVE_TIMEOUT))
         .trace_fn(request_span)
         .layer(layers)
         .add_routes(routes.routes())

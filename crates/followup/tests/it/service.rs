@@ -101,9 +101,11 @@ pub fn test_service(db: &Db, clock: &ManualClock, intake_url: &str, playbook: &s
         Timers::new(db.clone()),
         Playbook::fixed(playbook),
         Arc::new(clock.clone()),
-        intake_url,
+        runtime::client::Connector::new(runtime::config::ClientConfig::default())
+            .connect("FAIRCHANCE_INTAKE_URL", intake_url)
+            .unwrap(),
+        None,
     )
-    .unwrap()
 }
 
 pub async fn fixture(test_db: TestDb) -> Fixture {
