@@ -546,6 +546,7 @@ scopes = []
             ("ListRejections", "intake.review"),
             ("ReconsiderRejection", "intake.review"),
             ("OptOut", "intake.opt_out"),
+            ("EraseContact", "intake.erase"),
             ("CheckContactable", "intake.read"),
             ("Subscribe", "intake.read"),
         ];
