@@ -428,3 +428,25 @@ pub fn facts_from_activation(activation: &apb::Activation) -> Option<LeadFacts> 
         phone: non_empty(&context.phone),
     })
 }
+
+/// One of followup's stored events without the person (for an erasure): a task's context
+/// packet is blanked. `None` for event types that carry none.
+pub fn redact_event(type_name: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    use prost::Name;
+    fn scrub(task: &mut Option<pb::Task>) {
+        if let Some(context) = task.as_mut().and_then(|t| t.context.as_mut()) {
+            context.erase_personal_data();
+        }
+    }
+    if type_name == pb::FollowUpDue::full_name() {
+        let mut event = pb::FollowUpDue::decode(payload).ok()?;
+        scrub(&mut event.task);
+        Some(event.encode_to_vec())
+    } else if type_name == pb::TaskCompleted::full_name() {
+        let mut event = pb::TaskCompleted::decode(payload).ok()?;
+        scrub(&mut event.task);
+        Some(event.encode_to_vec())
+    } else {
+        None
+    }
+}

@@ -103,7 +103,9 @@ impl ServiceSpec for FollowupService {
                 Upstream {
                     client: intake,
                     service: "fairchance.intake.v1.IntakeService",
-                    event_types: vec!["ContactOptedOut".into()],
+                    event_types: ["ContactOptedOut", "ContactErased"]
+                        .map(String::from)
+                        .to_vec(),
                 },
             ),
         ];

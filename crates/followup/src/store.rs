@@ -229,6 +229,24 @@ impl Store {
             .collect()
     }
 
+    /// Gives an erased lead `keys` (a key of its own instead of the person's), on its enrolment
+    /// and on its touches, so its caps still count what was sent without naming anyone.
+    pub async fn rekey_erased(tx: &mut Tx, lead: Uuid, keys: &ContactKeys) -> Result<(), DbError> {
+        let lead = lead.to_string();
+        sqlx::query("UPDATE enrollments SET contact_key = $1, phone_key = $2 WHERE lead_id = $3")
+            .bind(&keys.contact)
+            .bind(&keys.phone)
+            .bind(&lead)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE touches SET contact_key = $1 WHERE lead_id = $2")
+            .bind(&keys.contact)
+            .bind(&lead)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// Records a touch of a contact.
     pub async fn add_touch(
         tx: &mut Tx,

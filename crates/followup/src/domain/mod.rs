@@ -72,6 +72,13 @@ pub struct LeadFacts {
 }
 
 impl LeadFacts {
+    /// Forgets how to reach the person, for an erasure; whether they were reachable (and so
+    /// which channels the plan used) stays.
+    pub fn erase_personal_data(&mut self) {
+        self.email = None;
+        self.phone = None;
+    }
+
     /// Whether the owner can reach the contact on `channel` at all: calls and texts need a
     /// phone, email an address; LinkedIn needs nothing we hold (the owner finds the person).
     pub fn reachable_on(&self, channel: Channel) -> bool {

@@ -467,6 +467,64 @@ pub async fn pause_and_resume(f: Fixture) {
     assert_eq!(open_tasks(&f, "anna").await, vec![(lead, 1)]);
 }
 
+/// A contact erased in intake leaves followup: the running cadence stops, fires nothing more,
+/// and the person's address, phone, name and words are gone from every table and stored
+/// event; another contact's lead is untouched.
+pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
+    let lead = enrolled(&f, "canary.erased@engines.de").await;
+    let kept = enrolled(&f, "kept@engines.de").await;
+    // The first step fires, so a task with the context packet is on the log.
+    f.clock
+        .set(monday_morning() + SignedDuration::from_hours(2));
+    assert_eq!(fire(&f).await, 2);
+    let needles = [
+        "canary.erased@engines.de",
+        "+4930123456",
+        "Can we see routing?",
+    ];
+    assert!(!testkit::scan::find_values(&f.db, &needles).await.is_empty());
+
+    let erasure = event(&ipb::ContactErased {
+        erasure_id: Uuid::now_v7().to_string(),
+        lead_ids: vec![lead.to_string()],
+    });
+    apply(&f, &erasure).await;
+    apply(&f, &erasure).await;
+
+    let (plan, _) = f.svc.get(lead).await.unwrap();
+    assert!(plan.is_over(), "{:?}", plan.status);
+    assert!(plan.facts.email.is_none() && plan.facts.phone.is_none());
+    // The other lead still holds its own (identical) phone and words; nothing of the
+    // erased person's address is left anywhere, nor anything on the erased lead's events.
+    let found = testkit::scan::find_values(&f.db, &["canary.erased@engines.de"]).await;
+    assert_eq!(found, []);
+    let erased_lead = lead.to_string();
+    for stored in f
+        .svc
+        .log()
+        .read_after(Default::default(), 1000)
+        .await
+        .unwrap()
+    {
+        if stored.aggregate_id == erased_lead {
+            let text = String::from_utf8_lossy(&stored.payload);
+            assert!(
+                needles.iter().all(|n| !text.contains(n)) && !text.contains("Ada"),
+                "{}",
+                stored.type_name
+            );
+        }
+    }
+    let (other, _) = f.svc.get(kept).await.unwrap();
+    assert_eq!(other.facts.email.as_deref(), Some("kept@engines.de"));
+    assert!(!other.is_over());
+    f.clock
+        .set(monday_morning() + SignedDuration::from_hours(72));
+    fire(&f).await;
+    let (plan, _) = f.svc.get(lead).await.unwrap();
+    assert_eq!(plan.tasks.len(), 1, "nothing fires after the erasure");
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -484,7 +542,7 @@ macro_rules! suite {
                 an_unsubscribe_here_suppresses_the_contact_at_intake,
                 nothing_fires_while_intake_cannot_vouch_for_the_contact,
                 a_reassignment_moves_open_tasks_to_the_new_owner,
-                pause_and_resume);
+                pause_and_resume, an_erased_contact_leaves_no_trace);
         }
     };
     (@tests $($name:ident),*) => {
