@@ -559,11 +559,7 @@ impl Intake {
         phone: &str,
         reason: &str,
     ) -> Result<OptedOut, IntakeError> {
-        let contact = normalize_contact_for_opt_out(email, phone)?;
-        let keys: Vec<String> = suppression_keys(&contact)
-            .iter()
-            .map(ContactKey::as_storage_key)
-            .collect();
+        let (contact, keys) = contact_and_keys(email, phone)?;
         let now = self.clock.now_micros();
         let mut tx = self.store.db().begin().await?;
         // Mark the contact rows first: it locks them, so a concurrent submission of this
@@ -609,18 +605,13 @@ impl Intake {
                 "give the request's reference (e.g. a ticket id), at most 128 characters",
             )]));
         }
-        let contact = normalize_contact_for_opt_out(email, phone)?;
-        let keys: Vec<String> = suppression_keys(&contact)
-            .iter()
-            .map(ContactKey::as_storage_key)
-            .collect();
+        let (contact, keys) = contact_and_keys(email, phone)?;
         let now = self.clock.now_micros();
         let backend = self.store.db().backend();
         let mut tx = self.store.db().begin().await?;
         // A submission of this person committing at the same moment is a new lead the person
         // sent after asking to be erased; it is not part of this erasure.
-        let erased =
-            Store::erase_contact(&mut tx, backend, &contact.email, &contact.phone, &keys).await?;
+        let erased = Store::erase_contact(&mut tx, backend, &contact.email, &contact.phone).await?;
         let mut aggregates: Vec<String> = erased
             .lead_ids
             .iter()
@@ -687,6 +678,19 @@ fn prefixed(prefix: &str, field: &str) -> String {
 
 /// Validates an opt-out's contact with the same rules as a lead's, reporting fields by the
 /// request's names (`email`, `phone`).
+/// The normalised contact an opt-out or erasure names, and its storage keys.
+fn contact_and_keys(
+    email: &str,
+    phone: &str,
+) -> Result<(crate::domain::Contact, Vec<String>), IntakeError> {
+    let contact = normalize_contact_for_opt_out(email, phone)?;
+    let keys = suppression_keys(&contact)
+        .iter()
+        .map(ContactKey::as_storage_key)
+        .collect();
+    Ok((contact, keys))
+}
+
 fn normalize_contact_for_opt_out(
     email: &str,
     phone: &str,

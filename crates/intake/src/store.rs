@@ -425,7 +425,6 @@ impl Store {
         backend: Backend,
         email: &str,
         phone: &str,
-        contact_keys: &[String],
     ) -> Result<ErasedRows, DbError> {
         let mut erased = ErasedRows::default();
         let leads = sqlx::query(
@@ -503,8 +502,9 @@ impl Store {
         erased.rejection_ids.sort();
         erased.rejection_ids.dedup();
 
-        // The index rows of every address found (a claim may have left one without a lead).
-        let mut keys: Vec<String> = contact_keys.to_vec();
+        // The index rows of every address given or found (a claim may have left one without a
+        // lead); the given ones are among the values, so their keys are too.
+        let mut keys: Vec<String> = Vec::new();
         for value in &erased.values {
             for prefix in ["email:", "phone:"] {
                 let key = format!("{prefix}{value}");
