@@ -313,3 +313,86 @@ async fn no_canary_reaches_a_log_line_a_span_or_a_metric() {
         leaks.join("\n")
     );
 }
+
+/// Every value in any service's database that contains one of `needles`, as
+/// `(service, table, needle)`.
+async fn stored_anywhere(suite: &Suite, needles: &[&str]) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    for service in ["intake", "activation", "followup", "proof", "feedback"] {
+        let path = suite.data_dir().join(format!("{service}.db"));
+        let db = runtime::Db::connect(&format!("sqlite://{}", path.display()), 1)
+            .await
+            .expect("open the service's database");
+        for (table, _column, needle) in testkit::scan::find_values(&db, needles).await {
+            found.push((service.to_owned(), table, needle));
+        }
+        db.pool().close().await;
+    }
+    found
+}
+
+/// EraseContact reaches every service: the person's name, address, phone and words, spread by
+/// their lead through all five (context packets, tasks, objections, outcome notes, events),
+/// are gone from every database, while another person's lead keeps its own.
+#[tokio::test]
+async fn an_erased_contact_leaves_no_trace_in_any_service() {
+    let playbook = format!("{ACTIVATION_PLAYBOOK}{FOLLOWUP}");
+    let suite = Suite::start_with_playbook(Some(&playbook));
+    let channel = suite.channel().await;
+    let (erased, kept) = (Canaries::new(1), Canaries::new(2));
+    let erased_lead = drive(&channel, &erased).await;
+    drive(&channel, &kept).await;
+
+    // Before: the person's values are stored in every service that had a reason to keep them,
+    // so the search afterwards is not vacuous.
+    let before = stored_anywhere(&suite, &erased.all()).await;
+    for service in ["intake", "activation", "followup", "proof", "feedback"] {
+        assert!(
+            before.iter().any(|(s, _, _)| s == service),
+            "{service} holds some of the person's data before the erasure: {before:?}"
+        );
+    }
+
+    let answer = IntakeServiceClient::new(channel.clone())
+        .erase_contact(ipb::EraseContactRequest {
+            email: erased.email.to_uppercase(),
+            reference: "DSR-4711".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("erase")
+        .into_inner();
+    assert_eq!(answer.lead_ids, std::slice::from_ref(&erased_lead));
+
+    // The other services erase as they consume the event: give them a moment.
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = stored_anywhere(&suite, &erased.all()).await;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "left after the erasure: {left:?}");
+
+    // The other person is untouched, everywhere.
+    let kept_found = stored_anywhere(&suite, &kept.all()).await;
+    for service in ["intake", "activation", "followup", "proof", "feedback"] {
+        assert!(
+            kept_found.iter().any(|(s, _, _)| s == service),
+            "{service} still holds the other lead: {kept_found:?}"
+        );
+    }
+    // The erased lead is still counted and its story still readable, without the person.
+    let timeline = FeedbackServiceClient::new(channel.clone())
+        .get_lead_timeline(fbpb::GetLeadTimelineRequest {
+            lead_id: erased_lead,
+        })
+        .await
+        .expect("timeline")
+        .into_inner();
+    assert!(
+        format!("{timeline:?}").contains("ContactErased"),
+        "{timeline:?}"
+    );
+}

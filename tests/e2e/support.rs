@@ -71,6 +71,11 @@ impl Suite {
         self.stdout = stdout;
     }
 
+    /// Where the suite keeps its data: a SQLite file per service, `<service>.db`.
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     pub async fn channel(&self) -> tonic::transport::Channel {
         testkit::channel(self.addr).await
     }

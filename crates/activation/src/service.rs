@@ -376,6 +376,7 @@ impl Activation {
     /// Erases the person behind these leads from activation: what they wrote leaves the facts,
     /// the plan's talking points and the context packet, in the table and in every stored
     /// event; an open lead is closed as do-not-contact (nobody works an erased person).
+    /// `LeadErased` then tells followup and proof, behind every event they may have copied.
     async fn erased(
         &self,
         tx: &mut Tx,
@@ -403,6 +404,7 @@ impl Activation {
                     .0
                     .push(do_not_contact_event(record.owner.clone(), "erased", now));
             }
+            events.0.push(erased_event(erased.erasure_id.clone(), now));
             self.persist(tx, &record, &context, events, now).await?;
             let points = record.plan.talking_points.clone();
             runtime::erasure::rewrite_events(tx, std::slice::from_ref(id), |type_name, payload| {
@@ -829,6 +831,17 @@ fn do_not_contact_event(owner: Option<OwnerId>, reason: &'static str, now: Times
             activation: Some(a),
         };
         NewEvent::new(lead_id, &event, now)
+    })
+}
+
+/// Tells the services downstream that this lead's personal data is gone from activation.
+fn erased_event(erasure_id: String, now: Timestamp) -> MakeEvent {
+    Box::new(move |a| {
+        let event = pb::LeadErased {
+            lead_id: a.lead_id.clone(),
+            erasure_id: erasure_id.clone(),
+        };
+        NewEvent::new(a.lead_id, &event, now)
     })
 }
 

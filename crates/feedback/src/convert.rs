@@ -47,6 +47,8 @@ pub struct Decoded {
     pub timeline: Option<(Uuid, TimelineEntry)>,
     /// The lead's preserved context, from intake's `LeadAccepted`.
     pub context: Option<(Uuid, Vec<(String, String)>)>,
+    /// Leads whose person was erased (intake's `ContactErased`), each with its timeline line.
+    pub erased: Vec<(Uuid, TimelineEntry)>,
 }
 
 fn entry(service: &str, event_type: &str, at: Timestamp, summary: String) -> TimelineEntry {
@@ -194,6 +196,16 @@ pub fn decode(event: &Event) -> Result<Decoded, prost::DecodeError> {
                 leads,
                 at: envelope_at,
             });
+        }
+        "fairchance.intake.v1.ContactErased" => {
+            let erased = ipb::ContactErased::decode(bytes)?;
+            let summary = format!("personal data erased (erasure {})", erased.erasure_id);
+            out.erased = erased
+                .lead_ids
+                .iter()
+                .filter_map(|l| lead_id(l))
+                .map(|lead| (lead, entry(&service, short, envelope_at, summary.clone())))
+                .collect();
         }
         "fairchance.activation.v1.LeadAssigned" => {
             let Some(a) = apb::LeadAssigned::decode(bytes)?.activation else {

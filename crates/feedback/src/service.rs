@@ -120,6 +120,14 @@ impl Feedback {
         if let Some((lead, entry)) = &decoded.timeline {
             Store::add_timeline(tx, *lead, entry).await?;
         }
+        for (lead, entry) in &decoded.erased {
+            // Feedback holds two things the person wrote: the message in the preserved context
+            // and the CRM's outcome notes. Both come from intake's stream (ordered before this
+            // event) or from feedback's own API, so no copy can arrive after the erasure.
+            // Counts, stages and reasons stay: the reports keep their totals.
+            Store::erase_personal_data(tx, *lead).await?;
+            Store::add_timeline(tx, *lead, entry).await?;
+        }
         Ok(())
     }
 

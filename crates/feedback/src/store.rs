@@ -7,6 +7,7 @@ use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::domain::timeline::erase_personal_context;
 use crate::domain::{LeadFact, OutcomeReason, OutcomeStage, RejectionFact, TimelineEntry};
 
 /// An outcome as the CRM reported it.
@@ -119,6 +120,30 @@ impl Store {
     }
 
     /// Adds a line to a lead's timeline.
+    /// Removes the person's own words from a lead: the message in its preserved context and
+    /// the notes of its outcomes.
+    pub async fn erase_personal_data(tx: &mut Tx, lead: Uuid) -> Result<(), DbError> {
+        let id = lead.to_string();
+        let row = sqlx::query("SELECT context FROM lead_facts WHERE lead_id = $1")
+            .bind(&id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = row {
+            let mut context: Vec<(String, String)> = from_json(&row.try_get::<String, _>(0)?)?;
+            erase_personal_context(&mut context);
+            sqlx::query("UPDATE lead_facts SET context = $1 WHERE lead_id = $2")
+                .bind(json(&context)?)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("UPDATE outcomes SET note = '' WHERE lead_id = $1")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     pub async fn add_timeline(
         tx: &mut Tx,
         lead: Uuid,

@@ -434,8 +434,16 @@ pub fn facts_from_activation(activation: &apb::Activation) -> Option<LeadFacts> 
 pub fn redact_event(type_name: &str, payload: &[u8]) -> Option<Vec<u8>> {
     use prost::Name;
     fn scrub(task: &mut Option<pb::Task>) {
-        if let Some(context) = task.as_mut().and_then(|t| t.context.as_mut()) {
-            context.erase_personal_data();
+        if let Some(task) = task.as_mut() {
+            if let Some(context) = task.context.as_mut() {
+                context.erase_personal_data();
+            }
+            // Proof's note quotes the lead's objection; the "no asset" explanation does not.
+            if let Some(step) = task.step.as_mut()
+                && !step.proof_asset_id.is_empty()
+            {
+                step.proof_note.clear();
+            }
         }
     }
     if type_name == pb::FollowUpDue::full_name() {

@@ -93,9 +93,14 @@ impl ServiceSpec for FollowupService {
                 Upstream {
                     client: activation,
                     service: "fairchance.activation.v1.ActivationService",
-                    event_types: ["LeadActivated", "LeadReassigned", "EscalationRaised"]
-                        .map(String::from)
-                        .to_vec(),
+                    event_types: [
+                        "LeadActivated",
+                        "LeadReassigned",
+                        "EscalationRaised",
+                        "LeadErased",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 },
             ),
             (
@@ -103,9 +108,7 @@ impl ServiceSpec for FollowupService {
                 Upstream {
                     client: intake,
                     service: "fairchance.intake.v1.IntakeService",
-                    event_types: ["ContactOptedOut", "ContactErased"]
-                        .map(String::from)
-                        .to_vec(),
+                    event_types: vec!["ContactOptedOut".into()],
                 },
             ),
         ];

@@ -382,9 +382,11 @@ impl Followup {
                 let opted = ipb::ContactOptedOut::decode(payload.value.as_slice())?;
                 self.contact_opted_out(tx, &opted, now).await?;
             }
-            "fairchance.intake.v1.ContactErased" => {
-                let erased = ipb::ContactErased::decode(payload.value.as_slice())?;
-                self.contact_erased(tx, &erased, now).await?;
+            "fairchance.activation.v1.LeadErased" => {
+                let erased = apb::LeadErased::decode(payload.value.as_slice())?;
+                if let Ok(lead) = erased.lead_id.parse::<Uuid>() {
+                    self.lead_erased(tx, lead, now).await?;
+                }
             }
             _ => {}
         }
@@ -498,52 +500,47 @@ impl Followup {
         Ok(())
     }
 
-    /// Erases the person behind these leads from followup: how to reach them leaves the
-    /// enrolment, their contact keys become a key of the lead's own (its caps still count its
-    /// touches), the context packet and stored events lose them, and a running cadence stops
-    /// as for an opt-out: nobody follows up a person who asked to be erased.
-    async fn contact_erased(
+    /// Erases the person behind a lead from followup: how to reach them and proof's notes
+    /// leave the enrolment, their contact keys become a key of the lead's own (its caps still
+    /// count its touches), the context packet and stored events lose them, and a running
+    /// cadence stops as for an opt-out: nobody follows up a person who asked to be erased.
+    ///
+    /// Taken from activation's `LeadErased` rather than intake's `ContactErased`: it comes
+    /// after the `LeadActivated` it erases in the same stream, so a lead can never be enrolled
+    /// with its personal data after its erasure was applied.
+    async fn lead_erased(
         &self,
         tx: &mut Tx,
-        erased: &ipb::ContactErased,
+        lead: Uuid,
         now: Timestamp,
     ) -> Result<(), HandlerError> {
-        for id in &erased.lead_ids {
-            let Ok(lead) = id.parse::<Uuid>() else {
-                continue;
-            };
-            let Some((mut enrollment, _, context)) =
-                Store::load_for_update(tx, self.backend(), lead).await?
-            else {
-                continue;
-            };
-            enrollment.facts.erase_personal_data();
-            let keys = ContactKeys {
-                contact: format!("erased:{lead}").into(),
-                phone: Default::default(),
-            };
-            let mut packet = apb::ContextPacket::decode(context.as_slice()).unwrap_or_default();
-            packet.erase_personal_data();
-            let context = packet.encode_to_vec();
-            let changes: Vec<Change> = if enrollment.is_over() {
-                Vec::new()
-            } else {
-                enrollment
-                    .opt_out(now)
-                    .into_iter()
-                    .filter(|c| !matches!(c, Change::OptOutRequired { .. }))
-                    .collect()
-            };
-            Store::rekey_erased(tx, lead, &keys).await?;
-            self.persist(tx, &enrollment, &keys, &context, &changes, now)
-                .await?;
-            runtime::erasure::rewrite_events(
-                tx,
-                std::slice::from_ref(id),
-                crate::convert::redact_event,
-            )
+        let Some((mut enrollment, _, context)) =
+            Store::load_for_update(tx, self.backend(), lead).await?
+        else {
+            return Ok(());
+        };
+        enrollment.erase_personal_data();
+        let keys = ContactKeys {
+            contact: format!("erased:{lead}").into(),
+            phone: Default::default(),
+        };
+        let mut packet = apb::ContextPacket::decode(context.as_slice()).unwrap_or_default();
+        packet.erase_personal_data();
+        let context = packet.encode_to_vec();
+        let changes: Vec<Change> = if enrollment.is_over() {
+            Vec::new()
+        } else {
+            enrollment
+                .opt_out(now)
+                .into_iter()
+                .filter(|c| !matches!(c, Change::OptOutRequired { .. }))
+                .collect()
+        };
+        Store::rekey_erased(tx, lead, &keys).await?;
+        self.persist(tx, &enrollment, &keys, &context, &changes, now)
             .await?;
-        }
+        runtime::erasure::rewrite_events(tx, &[lead.to_string()], crate::convert::redact_event)
+            .await?;
         Ok(())
     }
 

@@ -299,3 +299,38 @@ pub fn change_to_event(
     };
     Some(event)
 }
+
+/// One of proof's stored events without what the lead said (for an erasure): objections'
+/// verbatims are blanked and every quote in `quotes` is cut from reasons. `None` for event
+/// types that carry none of it.
+pub fn redact_event(type_name: &str, payload: &[u8], quotes: &[String]) -> Option<Vec<u8>> {
+    use prost::{Message, Name};
+    if type_name == pb::ObjectionRaised::full_name() {
+        let mut event = pb::ObjectionRaised::decode(payload).ok()?;
+        if let Some(objection) = event.objection.as_mut() {
+            objection.verbatim.clear();
+        }
+        Some(event.encode_to_vec())
+    } else if type_name == pb::BeliefDebtRecorded::full_name() {
+        let mut event = pb::BeliefDebtRecorded::decode(payload).ok()?;
+        for objection in event
+            .debt
+            .iter_mut()
+            .flat_map(|d| d.unanswered_objections.iter_mut())
+        {
+            objection.verbatim.clear();
+        }
+        Some(event.encode_to_vec())
+    } else if type_name == pb::ProofRecommended::full_name() {
+        let mut event = pb::ProofRecommended::decode(payload).ok()?;
+        // Longest first: the full verbatim before the shortened quote that is its prefix.
+        let mut quotes: Vec<&String> = quotes.iter().filter(|q| !q.is_empty()).collect();
+        quotes.sort_by_key(|q| std::cmp::Reverse(q.len()));
+        for quote in quotes {
+            event.reason = event.reason.replace(quote.as_str(), "[erased]");
+        }
+        Some(event.encode_to_vec())
+    } else {
+        None
+    }
+}

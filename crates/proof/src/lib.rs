@@ -77,7 +77,7 @@ impl ServiceSpec for ProofService {
                 Upstream {
                     client: activation,
                     service: "fairchance.activation.v1.ActivationService",
-                    event_types: vec!["LeadActivated".into()],
+                    event_types: vec!["LeadActivated".into(), "LeadErased".into()],
                 },
             ),
             (

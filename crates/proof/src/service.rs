@@ -212,6 +212,12 @@ impl Proof {
                 let changes = state.record_signal(Signal::Activated, now);
                 self.persist(tx, &mut state, &changes, now).await?;
             }
+            "fairchance.activation.v1.LeadErased" => {
+                let erased = apb::LeadErased::decode(bytes)?;
+                if let Ok(lead) = erased.lead_id.parse::<Uuid>() {
+                    self.lead_erased(tx, lead).await?;
+                }
+            }
             "fairchance.followup.v1.EngagementRecorded" => {
                 let recorded = fpb::EngagementRecorded::decode(bytes)?;
                 let Ok(lead) = recorded.lead_id.parse::<Uuid>() else {
@@ -253,6 +259,24 @@ impl Proof {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Erases what the person behind a lead said from proof: objections' verbatims in the
+    /// belief state and in every stored event, and the quotes of them in recommendations'
+    /// reasons. Taken from activation's `LeadErased`, which follows the lead's activation in
+    /// that stream; objections are recorded by people, so one recorded after the erasure is
+    /// new data, not a copy.
+    async fn lead_erased(&self, tx: &mut Tx, lead: Uuid) -> Result<(), DbError> {
+        let Some(mut state) = Store::load_for_update(tx, self.backend(), lead).await? else {
+            return Ok(());
+        };
+        let quotes = state.erase_personal_data();
+        Store::save(tx, &state).await?;
+        runtime::erasure::rewrite_events(tx, &[lead.to_string()], |type_name, payload| {
+            crate::convert::redact_event(type_name, payload, &quotes)
+        })
+        .await?;
         Ok(())
     }
 

@@ -677,7 +677,7 @@ pub async fn open_lead_counts_follow_every_change(f: Fixture) {
 
 /// A contact erased in intake leaves activation too: what they wrote is gone from the facts,
 /// the talking points, the context packet and every stored event; the open lead is closed as
-/// do-not-contact; the other lead is untouched; a replay of the erasure changes nothing.
+/// do-not-contact and `LeadErased` tells the services downstream; the other lead is untouched.
 pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
     const WORDS: &str = "Can we see routing for 40 reps?";
     let (lead, ev) = accepted(
@@ -711,8 +711,19 @@ pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
     let packet = proto::activation::v1::ContextPacket::decode(context.as_slice()).unwrap();
     assert!(packet.email.is_empty() && packet.name.is_empty() && packet.message.is_empty());
     assert_eq!(packet.campaign, "q4-demo", "where the lead came from stays");
-    let types = event_types(&f, 3).await;
-    assert_eq!(types, ["LeadAssigned", "LeadAssigned", "LeadDoNotContact"]);
+    // Downstream hears of it after everything it may have copied; the repeat tells it again
+    // (erasing twice is harmless) but changes nothing else.
+    let types = event_types(&f, 5).await;
+    assert_eq!(
+        types,
+        [
+            "LeadAssigned",
+            "LeadAssigned",
+            "LeadDoNotContact",
+            "LeadErased",
+            "LeadErased"
+        ]
+    );
 
     // Only the other lead still holds its (identical) words; none of the erased person's.
     let found = testkit::scan::find_values(&f.db, &["canary.erased@engines.de"]).await;

@@ -35,6 +35,16 @@ pub struct Timeline {
     pub entries: Vec<TimelineEntry>,
 }
 
+/// Labels of the preserved context that hold what the person wrote: an erasure removes them,
+/// as it blanks the message of activation's context packet. Where the lead came from (source,
+/// campaign, channel, page) and what kind of interest it showed stay.
+const PERSONAL_CONTEXT: &[&str] = &["message"];
+
+/// The preserved context without the person's own words (for an erasure).
+pub fn erase_personal_context(context: &mut Vec<(String, String)>) {
+    context.retain(|(label, _)| !PERSONAL_CONTEXT.contains(&label.as_str()));
+}
+
 /// The timeline of `lead` from its `entries` in arrival order.
 pub fn timeline(
     lead: Uuid,
@@ -57,6 +67,23 @@ pub fn timeline(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasing_keeps_where_the_lead_came_from_but_not_what_they_wrote() {
+        let mut context = vec![
+            ("source".to_owned(), "webinar".to_owned()),
+            ("message".to_owned(), "Call me after 5, Ada".to_owned()),
+            ("campaign".to_owned(), "q4".to_owned()),
+        ];
+        erase_personal_context(&mut context);
+        assert_eq!(
+            context,
+            [
+                ("source".to_owned(), "webinar".to_owned()),
+                ("campaign".to_owned(), "q4".to_owned())
+            ]
+        );
+    }
     use crate::domain::testing::{day, id};
 
     fn entry(service: &str, event_type: &str, at: Timestamp) -> TimelineEntry {

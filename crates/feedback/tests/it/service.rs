@@ -329,6 +329,80 @@ pub async fn events_become_facts_reports_verdicts_and_timelines(f: Fixture) {
     let _ = &f.clock;
 }
 
+/// Intake's `ContactErased` removes the person's words from feedback (the message in the
+/// preserved context, the CRM's outcome notes) and marks the timeline; the reports keep every
+/// count; another lead with the same words keeps them.
+pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
+    let lead = Uuid::now_v7();
+    let kept = Uuid::now_v7();
+    let with_words = |id: Uuid, received| {
+        let mut e = accepted(id, "website", received);
+        let mut accepted =
+            ipb::LeadAccepted::decode(e.payload.as_ref().unwrap().value.as_slice()).unwrap();
+        let source = accepted
+            .lead
+            .as_mut()
+            .and_then(|l| l.input.as_mut())
+            .and_then(|i| i.source.as_mut())
+            .unwrap();
+        source.message = "canarymessage: call me after five".into();
+        e.payload.as_mut().unwrap().value = accepted.encode_to_vec();
+        e
+    };
+    apply(&f, &[with_words(lead, at(0)), with_words(kept, at(1))]).await;
+    for id in [lead, kept] {
+        f.svc
+            .record_outcome(
+                id,
+                OutcomeStage::Lost,
+                Some(OutcomeReason::NoBudget),
+                format!("canarynote for {id}"),
+                Some(at(60)),
+            )
+            .await
+            .unwrap();
+    }
+    let needles = ["canarymessage", &format!("canarynote for {lead}")];
+    assert!(!testkit::scan::find_values(&f.db, &needles).await.is_empty());
+    let before = f.svc.report(at(-60), None, GroupBy::Source).await.unwrap();
+
+    let erased = event(
+        &ipb::ContactErased {
+            erasure_id: "erasure-1".into(),
+            lead_ids: vec![lead.to_string()],
+        },
+        at(90),
+    );
+    apply(&f, std::slice::from_ref(&erased)).await;
+    apply(&f, &[erased]).await;
+
+    let (timeline, _) = f.svc.timeline(lead).await.unwrap();
+    assert!(timeline.context.iter().all(|(label, _)| label != "message"));
+    assert!(
+        timeline
+            .context
+            .iter()
+            .any(|(label, v)| label == "source" && v == "website")
+    );
+    assert!(
+        timeline
+            .entries
+            .iter()
+            .any(|e| e.event_type == "ContactErased" && e.summary.contains("erasure-1"))
+    );
+    let found = testkit::scan::find_values(&f.db, &[&format!("canarynote for {lead}")]).await;
+    assert_eq!(found, []);
+    // The message left only the erased lead: the other one still has it.
+    let (other, _) = f.svc.timeline(kept).await.unwrap();
+    assert!(other.context.iter().any(|(label, _)| label == "message"));
+    let after = f.svc.report(at(-60), None, GroupBy::Source).await.unwrap();
+    assert_eq!(
+        format!("{before:?}"),
+        format!("{after:?}"),
+        "every figure stays"
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -339,7 +413,8 @@ macro_rules! suite {
                 Some(fixture(test_db?).await)
             }
 
-            suite!(@tests events_become_facts_reports_verdicts_and_timelines);
+            suite!(@tests events_become_facts_reports_verdicts_and_timelines,
+                an_erased_contact_leaves_no_trace);
         }
     };
     (@tests $($name:ident),*) => {

@@ -750,6 +750,18 @@ impl Enrollment {
         }]
     }
 
+    /// Forgets the person: how to reach them, and the proof service's notes on proof tasks
+    /// (they quote what the lead said in an objection). What was sent, when and how it went
+    /// stays: caps and reports count it.
+    pub fn erase_personal_data(&mut self) {
+        self.facts.erase_personal_data();
+        for task in &mut self.tasks {
+            if let Some(ProofSlot::Asset { note, .. }) = task.proof.as_mut() {
+                *note = None;
+            }
+        }
+    }
+
     /// The contact opted out: every pending step stops now and for good, open tasks are
     /// withdrawn, and the caller is told to suppress the contact. Idempotent.
     pub fn opt_out(&mut self, now: Timestamp) -> Vec<Change> {

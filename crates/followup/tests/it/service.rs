@@ -467,7 +467,7 @@ pub async fn pause_and_resume(f: Fixture) {
     assert_eq!(open_tasks(&f, "anna").await, vec![(lead, 1)]);
 }
 
-/// A contact erased in intake leaves followup: the running cadence stops, fires nothing more,
+/// A contact erased in intake (activation's `LeadErased`) leaves followup: the running cadence stops, fires nothing more,
 /// and the person's address, phone, name and words are gone from every table and stored
 /// event; another contact's lead is untouched.
 pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
@@ -484,9 +484,9 @@ pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
     ];
     assert!(!testkit::scan::find_values(&f.db, &needles).await.is_empty());
 
-    let erasure = event(&ipb::ContactErased {
+    let erasure = event(&apb::LeadErased {
+        lead_id: lead.to_string(),
         erasure_id: Uuid::now_v7().to_string(),
-        lead_ids: vec![lead.to_string()],
     });
     apply(&f, &erasure).await;
     apply(&f, &erasure).await;

@@ -549,6 +549,27 @@ impl BeliefState {
         vec![Change::HandedOff { at: now, debt }]
     }
 
+    /// Forgets what the buyer said (an erasure): every objection's verbatim, here and in the
+    /// debt recorded at hand-off, is blanked. Checkpoints, times and answers stay, so the
+    /// belief state and the reports built on it keep their meaning. Returns the quotes that
+    /// were blanked, as reasons and evidence cite them, for the caller to find in its events.
+    pub fn erase_personal_data(&mut self) -> Vec<String> {
+        let mut quotes = Vec::new();
+        for objection in &mut self.objections {
+            if !objection.verbatim.trim().is_empty() {
+                quotes.push(objection.quote());
+                quotes.push(objection.verbatim.trim().to_owned());
+            }
+            objection.verbatim = Pii::default();
+        }
+        if let Some(hand_off) = self.handed_off.as_mut() {
+            for debt in &mut hand_off.debt.unanswered {
+                debt.verbatim = Pii::default();
+            }
+        }
+        quotes
+    }
+
     /// The belief debt as it stands now.
     pub fn debt(&self) -> BeliefDebt {
         BeliefDebt {

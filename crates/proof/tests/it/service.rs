@@ -347,6 +347,79 @@ pub async fn a_follow_up_proof_step_done_is_a_delivery_and_a_hand_off_records_de
     assert!(types.contains(&"ObjectionRaised".to_owned()), "{types:?}");
 }
 
+/// Activation's `LeadErased` erases what the buyer said from proof: objections' verbatims in
+/// the belief state, in the events that carried them and in the recommendation reasons that
+/// quoted them; checkpoints and counts stay. Another lead's words are untouched.
+pub async fn an_erased_lead_leaves_no_trace(f: Fixture) {
+    const SAID: &str = "canaryverbatim: we tried three tools like this and every one of them \
+                        fell over the first time our sales team went on holiday";
+    let lead = lead(&f, "retail").await;
+    let kept = lead_with_objection(&f, "canarykept: too expensive").await;
+    f.svc
+        .record_objection(lead, Checkpoint::SecurityCompliance, SAID.into(), None)
+        .await
+        .unwrap();
+    // The recommendation quotes the objection (shortened) in its reason and its event.
+    let next = f.svc.next_proof(lead).await.unwrap();
+    assert!(format!("{next:?}").contains("canaryverbatim"), "{next:?}");
+    apply(
+        &f,
+        &event(&fpb::CadenceStopped {
+            lead_id: lead.to_string(),
+            reason: "meeting_booked".into(),
+            plan: None,
+        }),
+    )
+    .await;
+    let before = testkit::scan::find_values(&f.db, &["canaryverbatim"]).await;
+    let places: Vec<_> = before.iter().map(|(table, _, _)| table.as_str()).collect();
+    assert!(
+        places.contains(&"belief_states") && places.contains(&"event_log"),
+        "{before:?}"
+    );
+
+    let erased = event(&apb::LeadErased {
+        lead_id: lead.to_string(),
+        erasure_id: Uuid::now_v7().to_string(),
+    });
+    apply(&f, &erased).await;
+    apply(&f, &erased).await;
+
+    assert_eq!(
+        testkit::scan::find_values(&f.db, &["canaryverbatim"]).await,
+        []
+    );
+    let state = f.svc.get(lead).await.unwrap();
+    assert_eq!(state.objections.len(), 1);
+    assert_eq!(
+        state.objections[0].checkpoint,
+        Checkpoint::SecurityCompliance
+    );
+    assert!(state.objections[0].verbatim.is_empty());
+    let debt = &state.handed_off.as_ref().expect("handed off").debt;
+    assert_eq!(debt.unanswered.len(), 1, "the debt still counts it");
+    assert!(debt.unanswered[0].verbatim.is_empty());
+    let other = f.svc.get(kept).await.unwrap();
+    assert_eq!(
+        other.objections[0].verbatim.expose(),
+        "canarykept: too expensive"
+    );
+    assert!(
+        !testkit::scan::find_values(&f.db, &["canarykept"])
+            .await
+            .is_empty()
+    );
+}
+
+async fn lead_with_objection(f: &Fixture, said: &str) -> Uuid {
+    let lead = lead(f, "retail").await;
+    f.svc
+        .record_objection(lead, Checkpoint::Price, said.into(), None)
+        .await
+        .unwrap();
+    lead
+}
+
 pub async fn unknown_leads_are_not_found(f: Fixture) {
     let err = f.svc.next_proof(Uuid::now_v7()).await.unwrap_err();
     assert!(matches!(err, ServiceError::NotFound), "{err:?}");
@@ -366,7 +439,7 @@ macro_rules! suite {
                 an_objection_leads_and_spacing_holds_otherwise,
                 outcomes_count_once_toward_effectiveness,
                 a_follow_up_proof_step_done_is_a_delivery_and_a_hand_off_records_debt,
-                unknown_leads_are_not_found);
+                an_erased_lead_leaves_no_trace, unknown_leads_are_not_found);
         }
     };
     (@tests $($name:ident),*) => {
