@@ -138,7 +138,19 @@ const BATCH: i64 = 500;
 pub struct EventLog {
     db: Db,
     service: &'static str,
+    /// Counts wake-ups: commits here, and notifications of other processes' commits.
     wake: Arc<watch::Sender<u64>>,
+    /// The last read of the live tail, shared by the subscribers waiting at the same cursor.
+    live: Arc<tokio::sync::Mutex<Option<LiveRead>>>,
+}
+
+/// A read after `after` that started when the wake-up count was `generation`: it holds every
+/// event whose commit woke subscribers up to that count.
+#[derive(Debug)]
+struct LiveRead {
+    after: Cursor,
+    generation: u64,
+    events: Arc<Vec<StoredEvent>>,
 }
 
 impl EventLog {
@@ -147,6 +159,7 @@ impl EventLog {
             db,
             service,
             wake: Arc::new(watch::channel(0).0),
+            live: Arc::default(),
         }
     }
 
@@ -250,6 +263,33 @@ impl EventLog {
             .map_err(DbError::from)
     }
 
+    /// The events after `cursor` for a subscriber that is caught up and was woken at
+    /// `generation`. Caught-up subscribers wait at the same cursor, and a commit wakes all of
+    /// them at once: one of them reads and the others take its result, so a hundred watchers
+    /// cost one query per commit instead of a hundred. A result is reused only if its read
+    /// started after the wake-up the subscriber saw, so it holds everything that woke it.
+    async fn read_live(
+        &self,
+        cursor: Cursor,
+        generation: u64,
+    ) -> Result<Arc<Vec<StoredEvent>>, DbError> {
+        let mut last = self.live.lock().await;
+        if let Some(read) = last.as_ref()
+            && read.after == cursor
+            && read.generation >= generation
+        {
+            return Ok(Arc::clone(&read.events));
+        }
+        let started_at = *self.wake.borrow();
+        let events = Arc::new(self.read_after(cursor, BATCH).await?);
+        *last = Some(LiveRead {
+            after: cursor,
+            generation: started_at,
+            events: Arc::clone(&events),
+        });
+        Ok(events)
+    }
+
     /// Number of events in the log (for metrics and tests).
     pub async fn count(&self) -> Result<i64, DbError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
@@ -308,10 +348,18 @@ impl EventLog {
         F: Fn(&StoredEvent) -> Option<T>,
     {
         let mut woken = self.wake.subscribe();
+        // Caught up and woken by a commit: the read can be shared (see `read_live`). Replays,
+        // and reads after the fallback poll (which no wake-up announced), read on their own.
+        let mut shared = false;
         loop {
             // Mark the wake-up seen before reading, so a commit during the read is not missed.
-            woken.borrow_and_update();
-            let batch = match self.read_after(cursor, BATCH).await {
+            let generation = *woken.borrow_and_update();
+            let read = if shared {
+                self.read_live(cursor, generation).await
+            } else {
+                self.read_after(cursor, BATCH).await.map(Arc::new)
+            };
+            let batch = match read {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::warn!(service = self.service, %error, "event stream read failed");
@@ -324,23 +372,24 @@ impl EventLog {
                 }
             };
             let full = batch.len() as i64 == BATCH;
-            for event in batch {
+            for event in batch.iter() {
                 cursor = event.cursor;
-                let Some(item) = map(&event) else { continue };
+                let Some(item) = map(event) else { continue };
                 tokio::select! {
                     sent = tx.send(Ok(item)) => if sent.is_err() { return },
                     _ = shutdown.cancelled() => return,
                 }
             }
             if full {
+                shared = false;
                 continue;
             }
             if replay_only {
                 return;
             }
             tokio::select! {
-                _ = woken.changed() => {}
-                _ = tokio::time::sleep(FALLBACK_POLL) => {}
+                _ = woken.changed() => shared = true,
+                _ = tokio::time::sleep(FALLBACK_POLL) => shared = false,
                 _ = tx.closed() => return,
                 _ = shutdown.cancelled() => return,
             }
@@ -437,6 +486,36 @@ mod tests {
         for bad in ["12", "a.b", "1.-2", "-1.2", "1.2.3"] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad}");
         }
+    }
+
+    /// A shared read of the tail is reused only by subscribers woken no later than it started:
+    /// a commit that was announced after it must be read again, not answered from it.
+    #[tokio::test]
+    async fn a_live_read_is_reused_only_for_wake_ups_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.migrate(&crate::db::RUNTIME_MIGRATIONS).await.unwrap();
+        let log = EventLog::new(db, "test");
+        let seen = *log.wake.borrow();
+        assert!(log.read_live(Cursor::START, seen).await.unwrap().is_empty());
+
+        // Committed without a wake-up (as another process's commit before its notification):
+        // a subscriber woken by nothing new may get the shared, older answer...
+        let mut tx = log.db().begin().await.unwrap();
+        let msg = proto::intake::v1::ContactOptedOut::default();
+        let event = NewEvent::new("agg", &msg, Timestamp::now());
+        log.append(&mut tx, &[event]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(log.read_live(Cursor::START, seen).await.unwrap().is_empty());
+
+        // ...but once the commit is announced, the next read finds it.
+        log.wake();
+        let announced = *log.wake.borrow();
+        assert_eq!(
+            log.read_live(Cursor::START, announced).await.unwrap().len(),
+            1
+        );
     }
 
     #[test]

@@ -140,6 +140,55 @@ pub async fn subscribe_replays_then_tails_live(db: Db) {
     assert!(end.is_none());
 }
 
+/// Subscribers waiting at the head share their reads of the live tail (one query per
+/// commit): each still gets every event once and in order, whether it caught up long ago or
+/// joins while commits keep coming, and commits that land while a shared read runs are not
+/// lost.
+pub async fn many_live_subscribers_each_get_every_event_once(db: Db) {
+    const SUBSCRIBERS: usize = 12;
+    const COMMITS: usize = 60;
+    let log = EventLog::new(db, "test");
+    append_committed(&log, 0..2).await;
+    let stop = CancellationToken::new();
+    let subscribe = |log: &EventLog| {
+        let mut stream = log
+            .subscribe(SubscribeFrom::default(), stop.clone())
+            .unwrap();
+        tokio::spawn(async move {
+            let mut leads = Vec::new();
+            while leads.len() < COMMITS + 2 {
+                leads.push(lead_of(&next(&mut stream).await));
+            }
+            // Nothing more: no event twice.
+            let extra = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+            assert!(extra.is_err(), "unexpected extra event: {extra:?}");
+            leads
+        })
+    };
+    let mut readers: Vec<_> = (0..SUBSCRIBERS / 2).map(|_| subscribe(&log)).collect();
+    // Let the first half catch up and wait at the head.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for n in 2..COMMITS + 2 {
+                append_committed(&log, n..n + 1).await;
+                if n % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    // The second half joins while commits are coming in.
+    readers.extend((SUBSCRIBERS / 2..SUBSCRIBERS).map(|_| subscribe(&log)));
+    writer.await.unwrap();
+    let expected: Vec<String> = (0..COMMITS + 2).map(|n| format!("lead-{n}")).collect();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+    stop.cancel();
+}
+
 pub async fn subscribe_filters_types_and_rejects_bad_cursors(db: Db) {
     let log = EventLog::new(db, "test");
     append_committed(&log, 0..2).await;
@@ -420,6 +469,7 @@ macro_rules! conformance {
             }
 
             conformance!(@one appended_events_appear_only_after_commit, subscribe_replays_then_tails_live,
+                many_live_subscribers_each_get_every_event_once,
                 subscribe_filters_types_and_rejects_bad_cursors, idempotency_replays_and_refuses_reuse);
 
             #[tokio::test]

@@ -1,6 +1,6 @@
 //! The log never skips an event on PostgreSQL, even when concurrent transactions commit in a
-//! different order than they wrote: many writers with random hold times, and a live reader
-//! that must receive every event exactly once, in an order a later replay reproduces.
+//! different order than they wrote: many writers with random hold times, and live readers
+//! that must each receive every event exactly once, in an order a later replay reproduces.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 const WRITERS: usize = 12;
 const TXS_PER_WRITER: usize = 40;
 const EVENTS_PER_TX: usize = 3;
+const READERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_never_make_a_live_reader_skip_an_event() {
@@ -35,9 +36,14 @@ async fn concurrent_writers_never_make_a_live_reader_skip_an_event() {
         let stop = stop.clone();
         async move { reader_log.listen(stop).await }
     });
-    let mut stream = reader_log
-        .subscribe(SubscribeFrom::default(), stop.clone())
-        .unwrap();
+    // Several live readers: waiting at the same cursor, they share their reads of the tail.
+    let streams: Vec<_> = (0..READERS)
+        .map(|_| {
+            reader_log
+                .subscribe(SubscribeFrom::default(), stop.clone())
+                .unwrap()
+        })
+        .collect();
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -67,28 +73,49 @@ async fn concurrent_writers_never_make_a_live_reader_skip_an_event() {
         .collect();
 
     let total = WRITERS * TXS_PER_WRITER * EVENTS_PER_TX;
-    let mut seen = Vec::with_capacity(total);
-    let mut ids = HashSet::new();
-    while seen.len() < total {
-        let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("reader stalled after {} of {total} events", seen.len()))
-            .expect("stream open")
-            .expect("event");
-        assert!(
-            ids.insert(event.event_id.clone()),
-            "event {} delivered twice",
-            event.event_id
-        );
-        seen.push(event);
-    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(r, mut stream)| {
+            tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(total);
+                let mut ids = HashSet::new();
+                while seen.len() < total {
+                    let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
+                        .await
+                        .unwrap_or_else(|_| {
+                            panic!("reader {r} stalled after {} of {total} events", seen.len())
+                        })
+                        .expect("stream open")
+                        .expect("event");
+                    assert!(
+                        ids.insert(event.event_id.clone()),
+                        "event {} delivered twice to reader {r}",
+                        event.event_id
+                    );
+                    seen.push(event);
+                }
+                // Nothing more arrives: no duplicates after the last event.
+                let extra = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+                assert!(extra.is_err(), "unexpected extra event: {extra:?}");
+                seen
+            })
+        })
+        .collect();
     for w in writers {
         w.await.unwrap();
     }
-
-    // Nothing more arrives: no duplicates after the last event.
-    let extra = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
-    assert!(extra.is_err(), "unexpected extra event: {extra:?}");
+    let mut all_seen = Vec::new();
+    for reader in readers {
+        all_seen.push(reader.await.unwrap());
+    }
+    let seen = all_seen.swap_remove(0);
+    for other in &all_seen {
+        let ids = |events: &[proto::events::v1::Event]| -> Vec<String> {
+            events.iter().map(|e| e.event_id.clone()).collect()
+        };
+        assert_eq!(ids(other), ids(&seen), "every reader sees the same order");
+    }
 
     // The live order is the log's stable order: a replay from scratch gives the same.
     let replay: Vec<_> = log
