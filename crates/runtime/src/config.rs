@@ -905,6 +905,109 @@ mod tests {
     }
 
     #[test]
+    fn client_credentials_are_read_at_start_and_problems_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        let fixture = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, testkit::read_tls_fixture(name)).unwrap();
+            path.display().to_string()
+        };
+        let (ca, cert, key) = (
+            fixture("ca.pem"),
+            fixture("client.pem"),
+            fixture("client.key"),
+        );
+        let token_path = token.display().to_string();
+        let cfg = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", &token_path),
+                ("FAIRCHANCE_CLIENT_CA", &ca),
+                ("FAIRCHANCE_CLIENT_CERT", &cert),
+                ("FAIRCHANCE_CLIENT_KEY", &key),
+                ("FAIRCHANCE_INTAKE_URL", "https://fairchance-intake:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.client.token.as_ref().unwrap().header_value(),
+            "Bearer s3cret-token"
+        );
+        assert!(cfg.client.tls.as_ref().unwrap().has_identity());
+        // Never printed.
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+
+        std::fs::write(&token, "two words\n").unwrap();
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", &token_path),
+                ("FAIRCHANCE_CLIENT_CERT", &cert),
+                ("FAIRCHANCE_INTAKE_URL", "https://fairchance-intake:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAIRCHANCE_CLIENT_TOKEN_FILE (environment): ",
+            "the token must be one line of visible ASCII",
+            "FAIRCHANCE_CLIENT_KEY: required when FAIRCHANCE_CLIENT_CERT is set",
+            "FAIRCHANCE_INTAKE_URL: https://fairchance-intake:50051 is https://, but FAIRCHANCE_CLIENT_CA is not set",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 3, "{text}");
+
+        let missing = dir.path().join("nope").display().to_string();
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", &missing),
+                ("FAIRCHANCE_CLIENT_CA", &key),
+                ("FAIRCHANCE_PROOF_URL", "http://fairchance-proof:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAIRCHANCE_CLIENT_TOKEN_FILE (environment): ",
+            "cannot read",
+            "FAIRCHANCE_CLIENT_CA: no PEM certificate",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        // With a usable CA, a plaintext upstream is a mistake, not a fallback.
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_CA", &ca),
+                ("FAIRCHANCE_PROOF_URL", "http://fairchance-proof:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FAIRCHANCE_PROOF_URL: http://fairchance-proof:50051 is plaintext http://, but FAIRCHANCE_CLIENT_CA is set"),
+            "{err}"
+        );
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_CERT", &cert),
+                ("FAIRCHANCE_CLIENT_KEY", &key),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FAIRCHANCE_CLIENT_CA: required when FAIRCHANCE_CLIENT_CERT is set"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn environment_overrides_defaults() {
         let cfg = ServiceConfig::load(
             &env(&[
