@@ -265,6 +265,25 @@ impl Client {
         &self.url
     }
 
+    /// Refuses a request over the message limit before anything is sent. tonic's own check
+    /// fails only once the headers are out, and the caller sees an HTTP/2 "internal error".
+    /// OUT_OF_RANGE, as tonic reports a response over the limit: never retried, and not to be
+    /// taken for a server shedding load (RESOURCE_EXHAUSTED).
+    fn check_size<Req: prost::Message, Resp>(
+        &self,
+        method: &Method<Req, Resp>,
+        request: &Req,
+    ) -> Result<(), Status> {
+        let size = request.encoded_len();
+        if size > self.settings.max_message_bytes {
+            return Err(Status::out_of_range(format!(
+                "{}: request of {size} bytes is over the {} byte message limit (FAIRCHANCE_MAX_MESSAGE_BYTES); not sent",
+                method.path, self.settings.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// What every outgoing call carries: the token and the trace context.
     fn stamp(&self, metadata: &mut MetadataMap) {
         if let Some(authorization) = &self.authorization {
@@ -323,6 +342,7 @@ impl Client {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let path = method.path_and_query()?;
+        self.check_size(method, &request)?;
         let budget = options.deadline.unwrap_or(self.settings.deadline);
         let deadline = Instant::now() + budget;
         let key = options
@@ -399,6 +419,7 @@ impl Client {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let path = method.path_and_query()?;
+        self.check_size(method, &request)?;
         let mut call = tonic::Request::new(request);
         self.stamp(call.metadata_mut());
         let mut grpc = self.grpc();
