@@ -9,7 +9,9 @@ every namespaced object is in the fairchance namespace; then the checks below on
 objects (a generated ConfigMap counts as present).
 
 Both: references resolve (ConfigMaps, ServiceAccounts, HPA and PDB targets, Service selectors
-and target ports), probes and FAIRCHANCE_LISTEN_ADDR use the container's port, the grace
+and target ports), probes and FAIRCHANCE_LISTEN_ADDR use the container's port (probes the
+plaintext health port when FAIRCHANCE_HEALTH_ADDR sets one), Secrets are mounted read-only and
+the token files the environment names are in a mounted Secret, the grace
 period outlasts preStop plus FAIRCHANCE_DRAIN_TIMEOUT, and every FAIRCHANCE_<SVC>_URL names a
 Service whose pods the NetworkPolicies let this pod reach (egress) and let receive the call
 (ingress). Exits 1 with every problem listed.
@@ -195,6 +197,8 @@ def check_objects(objects: list[dict], extra_configmaps: set[str], where: str) -
         by_kind.setdefault(obj.get("kind", "?"), []).append(obj)
     names = lambda kind: {o["metadata"]["name"] for o in by_kind.get(kind, [])}  # noqa: E731
     configmaps = names("ConfigMap") | extra_configmaps
+    configmap_data = {o["metadata"]["name"]: o.get("data") or {}
+                      for o in by_kind.get("ConfigMap", [])}
     accounts = names("ServiceAccount")
     deployments = by_kind.get("Deployment", [])
     services = {o["metadata"]["name"]: o for o in by_kind.get("Service", [])}
@@ -230,10 +234,38 @@ def check_objects(objects: list[dict], extra_configmaps: set[str], where: str) -
         listen = env_value(server, "FAIRCHANCE_LISTEN_ADDR") or ""
         if not listen.endswith(f":{grpc}"):
             problem(f"{dn}: FAIRCHANCE_LISTEN_ADDR {listen!r} is not on the grpc port {grpc}")
+        # gRPC probes go to the plaintext health port when there is one (the kubelet cannot
+        # speak TLS), else to the grpc port.
+        health_addr = env_value(server, "FAIRCHANCE_HEALTH_ADDR")
+        probe_port = grpc
+        if health_addr:
+            probe_port = ports.get("health")
+            if probe_port is None or not health_addr.endswith(f":{probe_port}"):
+                problem(f"{dn}: FAIRCHANCE_HEALTH_ADDR {health_addr!r} is not on a port named "
+                        f"health")
         for probe in ("startupProbe", "readinessProbe"):
             pr = server.get(probe)
-            if not pr or pr.get("grpc", {}).get("port") != grpc:
-                problem(f"{dn}: {probe} is not a gRPC probe on port {grpc}")
+            if not pr or pr.get("grpc", {}).get("port") != probe_port:
+                problem(f"{dn}: {probe} is not a gRPC probe on port {probe_port}")
+        # Secrets are mounted read-only, and an env variable naming a file under a mount
+        # (tokens, client token) names one that is mounted in that container.
+        secret_volumes = {v["name"] for v in spec.get("volumes") or [] if "secret" in v}
+        for c in containers:
+            mounts = c.get("volumeMounts") or []
+            for m in mounts:
+                if m["name"] in secret_volumes and not m.get("readOnly"):
+                    problem(f"{dn}: {c['name']}: Secret volume {m['name']} is not mounted readOnly")
+            # envFrom ConfigMaps (as rendered; generated ones are unseen in the tree), then env.
+            env = {}
+            for ef in c.get("envFrom") or []:
+                ref = (ef.get("configMapRef") or {}).get("name")
+                env.update(configmap_data.get(ref, {}))
+            env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
+            for key in ("FAIRCHANCE_TOKENS_FILE", "FAIRCHANCE_CLIENT_TOKEN_FILE"):
+                path = env.get(key)
+                if path and not any(path.startswith(m["mountPath"].rstrip("/") + "/")
+                                    and m["name"] in secret_volumes for m in mounts):
+                    problem(f"{dn}: {c['name']}: {key} {path} is not in a mounted Secret")
         # Liveness must not follow the database (gRPC health does): a TCP check on the port.
         live = server.get("livenessProbe") or {}
         if live.get("tcpSocket", {}).get("port") != grpc:

@@ -2,12 +2,13 @@
 //! timeouts, the exit codes scripts rely on, and errors that say what to do.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
@@ -69,6 +70,15 @@ pub struct ClientArgs {
     /// Deadline of each call, e.g. 30s, 2m.
     #[arg(long, default_value = "30s", value_parser = parse_duration, global = true)]
     pub timeout: Duration,
+    /// PEM file of the CA that signed the server's certificate; needed for an https:// --addr.
+    #[arg(long, env = "FAIRCHANCE_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate to present to a server that requires mutual TLS (with --client-key).
+    #[arg(long, env = "FAIRCHANCE_CERT", global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "FAIRCHANCE_KEY", global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// A duration like `500ms`, `5s`, `2m`, `1h` (a bare number is seconds).
@@ -137,6 +147,18 @@ impl ClientArgs {
             })?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
+        let endpoint = match self.tls(&addr)? {
+            Some(tls) => endpoint.tls_config(tls).map_err(|error| {
+                CliError::usage(
+                    format!(
+                        "--ca-cert / --client-cert / --client-key are not usable: {}",
+                        root_cause(&error)
+                    ),
+                    "pass PEM files: the server's CA, and your certificate with its private key",
+                )
+            })?,
+            None => endpoint,
+        };
         let channel = match tokio::time::timeout(self.connect_timeout, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
             Ok(Err(error)) => {
@@ -158,6 +180,38 @@ impl ClientArgs {
             }
         };
         Ok(InterceptedService::new(channel, Auth { header }))
+    }
+
+    /// The TLS settings for `addr`: `None` for plaintext (http://), an error naming the flag
+    /// when a file is missing or the flags do not fit the address.
+    fn tls(&self, addr: &str) -> Result<Option<ClientTlsConfig>, CliError> {
+        let https = addr.starts_with("https://");
+        let any_flag =
+            self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some();
+        if !https {
+            if any_flag {
+                return Err(CliError::usage(
+                    format!("--addr {addr} is plaintext, but TLS files were given"),
+                    "use an https:// address, or drop --ca-cert / --client-cert / --client-key (FAIRCHANCE_CA_CERT, FAIRCHANCE_CERT, FAIRCHANCE_KEY)",
+                ));
+            }
+            return Ok(None);
+        }
+        let Some(ca) = &self.ca_cert else {
+            return Err(CliError::usage(
+                format!("--addr {addr} uses TLS, but no --ca-cert was given"),
+                "pass --ca-cert (or FAIRCHANCE_CA_CERT) with the PEM CA that signed the server's certificate",
+            ));
+        };
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read_pem("--ca-cert", ca)?));
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read_pem("--client-cert", cert)?,
+                read_pem("--client-key", key)?,
+            ));
+        }
+        Ok(Some(tls))
     }
 
     /// A request with this command's deadline (sent as `grpc-timeout`).
@@ -186,6 +240,16 @@ impl ClientArgs {
             )),
         }
     }
+}
+
+fn read_pem(flag: &str, path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|error| {
+        CliError::new(
+            exit::NO_INPUT,
+            format!("{flag} {}: cannot read: {error}", path.display()),
+            "check the path",
+        )
+    })
 }
 
 /// The innermost cause of an error, which is what says what went wrong ("connection refused").
@@ -223,7 +287,15 @@ impl CliError {
 
     /// Maps a gRPC status to an exit code and advice; field violations become details.
     pub fn from_status(what: &str, status: &Status) -> Self {
-        let message = status.message();
+        // "transport error" alone hides the cause, e.g. a refused client certificate.
+        let cause = std::error::Error::source(status).map(root_cause);
+        let with_cause = match &cause {
+            Some(cause) if !status.message().contains(cause.as_str()) => {
+                format!("{}: {cause}", status.message())
+            }
+            _ => status.message().to_owned(),
+        };
+        let message = with_cause.as_str();
         let (code, todo) = match status.code() {
             Code::InvalidArgument => (exit::DATA, "fix the fields named below and try again"),
             Code::NotFound => (
@@ -254,6 +326,11 @@ impl CliError {
             Code::Unimplemented => (
                 exit::INTERNAL,
                 "the server does not offer this call; check that --addr points at a fairchance server of a matching version",
+            ),
+            // No answer from the service at all: the connection failed under the call.
+            Code::Unknown if cause.is_some() => (
+                exit::UNAVAILABLE,
+                "the connection failed; when the reason names a certificate, check --ca-cert, --client-cert and --client-key",
             ),
             _ => (
                 exit::INTERNAL,
@@ -353,5 +430,128 @@ mod tests {
         );
         let down = CliError::from_status("submit", &Status::unavailable("db down"));
         assert_eq!(down.code, exit::UNAVAILABLE);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    fn args(flags: &[&str]) -> Result<ClientArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("fairchance").chain(flags.iter().copied()))
+            .map(|cli| cli.client)
+    }
+
+    #[tokio::test]
+    async fn tls_flags_reach_a_mutual_tls_server_and_problems_name_the_flag() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+
+        let fixture = |name: &str| testkit::tls_fixture(name).display().to_string();
+        let (listener, addr) = testkit::bind_local().await;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let tls = runtime::tls::TlsConfig::new(
+            testkit::read_tls_fixture("server.pem"),
+            testkit::read_tls_fixture("server.key"),
+            Some(testkit::read_tls_fixture("ca.pem")),
+        )
+        .unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .tls_config(tls.server_config())
+                .unwrap()
+                .add_service(health)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+        );
+        let url = format!("https://localhost:{}", addr.port());
+        let (ca, cert, key) = (
+            fixture("ca.pem"),
+            fixture("client.pem"),
+            fixture("client.key"),
+        );
+        let check = |client: ClientArgs| async move {
+            let conn = client.connect().await?;
+            client
+                .call(
+                    "health",
+                    HealthClient::new(conn).check(client.request(HealthCheckRequest::default())),
+                )
+                .await
+        };
+
+        let trusted = args(&[
+            "--addr",
+            &url,
+            "--ca-cert",
+            &ca,
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+        ])
+        .unwrap();
+        let answer = check(trusted).await.unwrap();
+        assert_eq!(
+            answer.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+
+        // Without a client certificate the server refuses; the error says why.
+        let error = check(args(&["--addr", &url, "--ca-cert", &ca]).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, exit::UNAVAILABLE, "{error}");
+        assert!(error.to_string().contains("CertificateRequired"), "{error}");
+
+        // A certificate from another CA: refused too.
+        let error = check(
+            args(&[
+                "--addr",
+                &url,
+                "--ca-cert",
+                &ca,
+                "--client-cert",
+                &fixture("other-client.pem"),
+                "--client-key",
+                &fixture("other-client.key"),
+            ])
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("UnknownCA"), "{error}");
+
+        let error = check(args(&["--addr", &url]).unwrap()).await.unwrap_err();
+        assert_eq!(error.code, exit::USAGE);
+        assert!(error.to_string().contains("no --ca-cert"), "{error}");
+        let plain = format!("http://127.0.0.1:{}", addr.port());
+        let error = check(args(&["--addr", &plain, "--ca-cert", &ca]).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, exit::USAGE);
+        assert!(error.to_string().contains("is plaintext"), "{error}");
+        let error = check(args(&["--addr", &url, "--ca-cert", "/nonexistent/ca.pem"]).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, exit::NO_INPUT);
+        assert!(
+            error
+                .to_string()
+                .contains("--ca-cert /nonexistent/ca.pem: cannot read"),
+            "{error}"
+        );
+        // A certificate needs its key, and the other way round.
+        let missing = args(&["--addr", &url, "--client-cert", &cert]).unwrap_err();
+        assert!(missing.to_string().contains("--client-key"), "{missing}");
+        stop.cancel();
     }
 }

@@ -16,8 +16,12 @@
 //!   `idempotency-key` metadata, for a server that keeps idempotency records (see
 //!   [`crate::idempotency`]) to execute it once.
 //!
-//! Credentials (a bearer token, a TLS root) belong in the [`Connector`] too: it is the one
-//! place that builds channels and stamps outgoing metadata.
+//! It also carries the service's credentials, the one place that builds channels and stamps
+//! outgoing metadata: every call carries `authorization: Bearer <token>` when a token is
+//! configured (`FAIRCHANCE_CLIENT_TOKEN_FILE`), and an `https://` upstream is reached over TLS
+//! with the configured CA and, for mutual TLS, client certificate ([`crate::tls::ClientTls`]).
+//! A call the upstream refuses for want of credentials (UNAUTHENTICATED, PERMISSION_DENIED)
+//! is logged as an error naming the upstream, and never retried: it fails the same way again.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,7 +34,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rand::Rng;
 use tokio::time::Instant;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -68,22 +72,30 @@ pub enum ClientError {
 pub struct Connector {
     settings: Arc<ClientConfig>,
     upstreams: BTreeMap<&'static str, String>,
+    authorization: Option<MetadataValue<Ascii>>,
 }
 
 impl Connector {
     /// The service's upstream addresses (`FAIRCHANCE_<SERVICE>_URL`) and client settings.
     pub fn from_config(config: &ServiceConfig) -> Self {
-        Self {
-            settings: Arc::new(config.client.clone()),
-            upstreams: config.upstreams.clone(),
-        }
+        let mut connector = Self::new(config.client.clone());
+        connector.upstreams = config.upstreams.clone();
+        connector
     }
 
     /// Settings without configured upstreams: callers name the address ([`Connector::connect`]).
     pub fn new(settings: ClientConfig) -> Self {
+        let authorization = settings.token.as_ref().and_then(|token| {
+            // `BearerToken` admits only visible ASCII, which is always valid metadata.
+            let mut value = MetadataValue::try_from(token.header_value()).ok()?;
+            // Kept out of HPACK's dynamic table and of debug output.
+            value.set_sensitive(true);
+            Some(value)
+        });
         Self {
             settings: Arc::new(settings),
             upstreams: BTreeMap::new(),
+            authorization,
         }
     }
 
@@ -124,8 +136,19 @@ impl Connector {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(bad("expected an http:// or https:// URL".into()));
         }
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| bad(e.to_string()))?
+        let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(e.to_string()))?;
+        if url.starts_with("https://") {
+            let Some(tls) = &self.settings.tls else {
+                return Err(bad(
+                    "https:// needs FAIRCHANCE_CLIENT_CA, the CA that signed the server's certificate"
+                        .into(),
+                ));
+            };
+            endpoint = endpoint
+                .tls_config(tls.config())
+                .map_err(|e| bad(crate::tls::root_cause(&e)))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.settings.connect_timeout)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -136,6 +159,7 @@ impl Connector {
             url: url.to_owned(),
             channel: endpoint.connect_lazy(),
             settings: self.settings.clone(),
+            authorization: self.authorization.clone(),
         })
     }
 }
@@ -233,11 +257,56 @@ pub struct Client {
     url: String,
     channel: Channel,
     settings: Arc<ClientConfig>,
+    authorization: Option<MetadataValue<Ascii>>,
 }
 
 impl Client {
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Refuses a request over the message limit before anything is sent. tonic's own check
+    /// fails only once the headers are out, and the caller sees an HTTP/2 "internal error".
+    /// OUT_OF_RANGE, as tonic reports a response over the limit: never retried, and not to be
+    /// taken for a server shedding load (RESOURCE_EXHAUSTED).
+    fn check_size<Req: prost::Message, Resp>(
+        &self,
+        method: &Method<Req, Resp>,
+        request: &Req,
+    ) -> Result<(), Status> {
+        let size = request.encoded_len();
+        if size > self.settings.max_message_bytes {
+            return Err(Status::out_of_range(format!(
+                "{}: request of {size} bytes is over the {} byte message limit (FAIRCHANCE_MAX_MESSAGE_BYTES); not sent",
+                method.path, self.settings.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// What every outgoing call carries: the token and the trace context.
+    fn stamp(&self, metadata: &mut MetadataMap) {
+        if let Some(authorization) = &self.authorization {
+            metadata.insert("authorization", authorization.clone());
+        }
+        inject_trace_context(metadata);
+    }
+
+    /// Logs a refusal of this service's credentials, so a missing scope or a stale token is
+    /// seen in the logs of the service that has to fix it, not only as a failing feature.
+    fn note_refusal(&self, path: &str, status: &Status) {
+        if matches!(
+            status.code(),
+            Code::Unauthenticated | Code::PermissionDenied
+        ) {
+            tracing::error!(
+                upstream = %self.url,
+                method = path,
+                code = ?status.code(),
+                reason = status.message(),
+                "the upstream refused this service's credentials; check FAIRCHANCE_CLIENT_TOKEN_FILE and the scopes the upstream's tokens file grants it"
+            );
+        }
     }
 
     fn grpc(&self) -> tonic::client::Grpc<Channel> {
@@ -273,6 +342,7 @@ impl Client {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let path = method.path_and_query()?;
+        self.check_size(method, &request)?;
         let budget = options.deadline.unwrap_or(self.settings.deadline);
         let deadline = Instant::now() + budget;
         let key = options
@@ -291,7 +361,7 @@ impl Client {
             call.set_timeout(remaining);
             call.metadata_mut()
                 .insert(IDEMPOTENCY_KEY, key_value.clone());
-            inject_trace_context(call.metadata_mut());
+            self.stamp(call.metadata_mut());
             let mut grpc = self.grpc();
             let outcome = tokio::time::timeout(remaining, async {
                 grpc.ready()
@@ -315,9 +385,10 @@ impl Client {
                 {
                     return Err(deadline_exceeded(method, budget));
                 }
-                Ok(Err(status)) => status,
+                Ok(Err(status)) => explain(status),
             };
             if attempt >= self.settings.max_attempts || !retryable(method.idempotent, &status) {
+                self.note_refusal(&method.path, &status);
                 return Err(status);
             }
             let pause = backoff(self.settings.backoff, attempt);
@@ -348,17 +419,40 @@ impl Client {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let path = method.path_and_query()?;
+        self.check_size(method, &request)?;
         let mut call = tonic::Request::new(request);
-        inject_trace_context(call.metadata_mut());
+        self.stamp(call.metadata_mut());
         let mut grpc = self.grpc();
         grpc.ready()
             .await
             .map_err(|e| Status::unavailable(format!("{} unreachable: {e}", self.url)))?;
-        Ok(grpc
+        match grpc
             .server_streaming(call, path, tonic_prost::ProstCodec::<Req, Resp>::default())
-            .await?
-            .into_inner())
+            .await
+        {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => {
+                let status = explain(status);
+                self.note_refusal(&method.path, &status);
+                Err(status)
+            }
+        }
     }
+}
+
+/// A status that says only "transport error" with the cause underneath it: a refused TLS
+/// handshake ("received fatal alert: CertificateRequired"), a reset connection. The code is
+/// kept, so whether the call is retried does not change.
+fn explain(status: Status) -> Status {
+    use std::error::Error;
+    let Some(source) = status.source() else {
+        return status;
+    };
+    let cause = crate::tls::root_cause(source);
+    if status.message().contains(&cause) {
+        return status;
+    }
+    Status::new(status.code(), format!("{}: {cause}", status.message()))
 }
 
 fn deadline_exceeded<Req, Resp>(method: &Method<Req, Resp>, budget: Duration) -> Status {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::auth::{AuthMode, Tokens};
-use crate::tls::TlsConfig;
+use crate::tls::{ClientTls, TlsConfig};
 
 /// Settings shared by every service binary.
 #[derive(Debug, Clone)]
@@ -107,6 +107,51 @@ pub struct ClientConfig {
     pub backoff: Duration,
     /// Largest message sent or received (`FAIRCHANCE_MAX_MESSAGE_BYTES`, as the server's).
     pub max_message_bytes: usize,
+    /// The bearer token sent on every call (`FAIRCHANCE_CLIENT_TOKEN_FILE`); `None` sends none.
+    pub token: Option<BearerToken>,
+    /// TLS for `https://` upstreams (`FAIRCHANCE_CLIENT_CA`, `FAIRCHANCE_CLIENT_CERT`,
+    /// `FAIRCHANCE_CLIENT_KEY`); `None` allows only `http://` upstreams.
+    pub tls: Option<ClientTls>,
+}
+
+/// A bearer token this service presents to the others; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl BearerToken {
+    /// A token as given; fails unless it is one word of visible ASCII (it goes into an
+    /// HTTP header).
+    pub fn new(token: &str) -> Result<Self, String> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err("the token is empty".into());
+        }
+        if !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(
+                "the token must be one line of visible ASCII, without spaces (it is sent as an HTTP header)"
+                    .into(),
+            );
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    /// The token in the file at `path` (surrounding whitespace, such as a final newline, is
+    /// ignored).
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        Self::new(&text)
+    }
+
+    /// The `authorization` header value.
+    pub fn header_value(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
 }
 
 impl Default for ClientConfig {
@@ -117,6 +162,8 @@ impl Default for ClientConfig {
             max_attempts: 4,
             backoff: Duration::from_millis(50),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            token: None,
+            tls: None,
         }
     }
 }
@@ -308,6 +355,10 @@ const KNOWN_KEYS: &[&str] = &[
     "FAIRCHANCE_CLIENT_DEADLINE",
     "FAIRCHANCE_CLIENT_MAX_ATTEMPTS",
     "FAIRCHANCE_CLIENT_BACKOFF",
+    "FAIRCHANCE_CLIENT_TOKEN_FILE",
+    "FAIRCHANCE_CLIENT_CA",
+    "FAIRCHANCE_CLIENT_CERT",
+    "FAIRCHANCE_CLIENT_KEY",
 ];
 
 /// Defaults a particular binary starts from.
@@ -424,6 +475,22 @@ impl ServiceConfig {
             });
             if let Some(url) = url {
                 upstreams.insert(*service, url);
+            }
+        }
+        // The scheme decides whether the client settings apply: say so at start rather than
+        // fail every call, or send credentials without the TLS that was asked for.
+        for (service, key) in UPSTREAM_KEYS {
+            let Some(url) = upstreams.get(service) else {
+                continue;
+            };
+            match (url.starts_with("https://"), client.tls.is_some()) {
+                (true, false) => errors.push(format!(
+                    "{key}: {url} is https://, but FAIRCHANCE_CLIENT_CA is not set: name the PEM CA that signed the {service} service's certificate"
+                )),
+                (false, true) => errors.push(format!(
+                    "{key}: {url} is plaintext http://, but FAIRCHANCE_CLIENT_CA is set: use https:// so calls use TLS"
+                )),
+                _ => {}
             }
         }
         let metrics_addr = sources.parse_with(
@@ -581,12 +648,66 @@ fn load_tls(sources: &Sources, errors: &mut Vec<String>) -> Option<TlsConfig> {
         return None;
     }
     TlsConfig::new(cert, key, client_ca)
-        .map_err(|why| {
-            errors.push(format!(
-                "FAIRCHANCE_TLS_CERT, FAIRCHANCE_TLS_KEY, FAIRCHANCE_TLS_CLIENT_CA: not usable: {why}"
-            ))
-        })
+        .map_err(|why| errors.push(why))
         .ok()
+}
+
+/// The credentials of outgoing calls: `FAIRCHANCE_CLIENT_TOKEN_FILE`, and
+/// `FAIRCHANCE_CLIENT_CA` with `FAIRCHANCE_CLIENT_CERT` and `FAIRCHANCE_CLIENT_KEY` (both or
+/// neither) for `https://` upstreams.
+///
+/// The token is read from a file, not the environment: a file mounted from a Secret is not
+/// inherited by child processes, not shown by `kubectl describe pod` or `/proc/<pid>/environ`,
+/// and not copied into crash reports that dump the environment.
+fn load_client_credentials(
+    sources: &Sources,
+    errors: &mut Vec<String>,
+) -> (Option<BearerToken>, Option<ClientTls>) {
+    let token = sources
+        .raw("FAIRCHANCE_CLIENT_TOKEN_FILE")
+        .and_then(|(path, origin)| {
+            BearerToken::load(std::path::Path::new(&path))
+                .map_err(|why| errors.push(format!("{origin}: {path}: {why}")))
+                .ok()
+        });
+    let mut read = |key: &str| {
+        let (path, origin) = sources.raw(key)?;
+        std::fs::read(&path)
+            .map_err(|e| errors.push(format!("{origin}: cannot read {path}: {e}")))
+            .ok()
+    };
+    let ca = read("FAIRCHANCE_CLIENT_CA");
+    let cert = read("FAIRCHANCE_CLIENT_CERT");
+    let key = read("FAIRCHANCE_CLIENT_KEY");
+    let set = |key: &str| sources.raw(key).is_some();
+    let identity = match (set("FAIRCHANCE_CLIENT_CERT"), set("FAIRCHANCE_CLIENT_KEY")) {
+        (false, false) => None,
+        (true, false) => {
+            errors.push("FAIRCHANCE_CLIENT_KEY: required when FAIRCHANCE_CLIENT_CERT is set: the PEM private key of the client certificate".into());
+            return (token, None);
+        }
+        (false, true) => {
+            errors.push("FAIRCHANCE_CLIENT_CERT: required when FAIRCHANCE_CLIENT_KEY is set: the PEM client certificate chain".into());
+            return (token, None);
+        }
+        (true, true) => match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => return (token, None),
+        },
+    };
+    if !set("FAIRCHANCE_CLIENT_CA") {
+        if identity.is_some() {
+            errors.push("FAIRCHANCE_CLIENT_CA: required when FAIRCHANCE_CLIENT_CERT is set: the PEM CA that signed the upstream services' certificates".into());
+        }
+        return (token, None);
+    }
+    let Some(ca) = ca else {
+        return (token, None);
+    };
+    let tls = ClientTls::new(ca, identity)
+        .map_err(|why| errors.push(why))
+        .ok();
+    (token, tls)
 }
 
 /// The client settings, each bad value collected into `errors`.
@@ -621,12 +742,15 @@ fn client_config(
             _ => Err("expected a whole number from 1 (no retries) to 10".into()),
         },
     );
+    let (token, tls) = load_client_credentials(sources, errors);
     ClientConfig {
         connect_timeout,
         deadline,
         max_attempts,
         backoff,
         max_message_bytes,
+        token,
+        tls,
     }
 }
 
@@ -778,6 +902,109 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn client_credentials_are_read_at_start_and_problems_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        let fixture = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, testkit::read_tls_fixture(name)).unwrap();
+            path.display().to_string()
+        };
+        let (ca, cert, key) = (
+            fixture("ca.pem"),
+            fixture("client.pem"),
+            fixture("client.key"),
+        );
+        let token_path = token.display().to_string();
+        let cfg = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", &token_path),
+                ("FAIRCHANCE_CLIENT_CA", &ca),
+                ("FAIRCHANCE_CLIENT_CERT", &cert),
+                ("FAIRCHANCE_CLIENT_KEY", &key),
+                ("FAIRCHANCE_INTAKE_URL", "https://fairchance-intake:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.client.token.as_ref().unwrap().header_value(),
+            "Bearer s3cret-token"
+        );
+        assert!(cfg.client.tls.as_ref().unwrap().has_identity());
+        // Never printed.
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+
+        std::fs::write(&token, "two words\n").unwrap();
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", &token_path),
+                ("FAIRCHANCE_CLIENT_CERT", &cert),
+                ("FAIRCHANCE_INTAKE_URL", "https://fairchance-intake:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAIRCHANCE_CLIENT_TOKEN_FILE (environment): ",
+            "the token must be one line of visible ASCII",
+            "FAIRCHANCE_CLIENT_KEY: required when FAIRCHANCE_CLIENT_CERT is set",
+            "FAIRCHANCE_INTAKE_URL: https://fairchance-intake:50051 is https://, but FAIRCHANCE_CLIENT_CA is not set",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 3, "{text}");
+
+        let missing = dir.path().join("nope").display().to_string();
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", &missing),
+                ("FAIRCHANCE_CLIENT_CA", &key),
+                ("FAIRCHANCE_PROOF_URL", "http://fairchance-proof:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAIRCHANCE_CLIENT_TOKEN_FILE (environment): ",
+            "cannot read",
+            "FAIRCHANCE_CLIENT_CA: no PEM certificate",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        // With a usable CA, a plaintext upstream is a mistake, not a fallback.
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_CA", &ca),
+                ("FAIRCHANCE_PROOF_URL", "http://fairchance-proof:50051"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FAIRCHANCE_PROOF_URL: http://fairchance-proof:50051 is plaintext http://, but FAIRCHANCE_CLIENT_CA is set"),
+            "{err}"
+        );
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_CLIENT_CERT", &cert),
+                ("FAIRCHANCE_CLIENT_KEY", &key),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FAIRCHANCE_CLIENT_CA: required when FAIRCHANCE_CLIENT_CERT is set"),
+            "{err}"
+        );
     }
 
     #[test]

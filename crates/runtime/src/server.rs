@@ -77,8 +77,12 @@ pub async fn serve(
         proto::FILE_DESCRIPTOR_SET,
     )?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    // The plaintext health port outlives the drain: it stops when this function returns, so
+    // probes see NOT_SERVING while calls drain instead of a refused connection.
+    let plain_health_stop = CancellationToken::new();
+    let _plain_health_guard = plain_health_stop.clone().drop_guard();
     if let Some(addr) = config.health_addr {
-        serve_plain_health(addr, health_service.clone(), shutdown.clone()).await?;
+        serve_plain_health(addr, health_service.clone(), plain_health_stop).await?;
     }
     // Not serving until the first database check passes.
     set_all(&reporter, &health, ServingStatus::NotServing).await;

@@ -3,3 +3,4 @@
 
 mod grpc;
 mod service;
+mod upstream_auth;

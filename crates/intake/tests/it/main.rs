@@ -3,5 +3,6 @@
 
 mod auth;
 mod binary;
+mod client;
 mod conformance;
 mod grpc;

@@ -5,6 +5,7 @@ mod gapfree;
 mod metrics;
 mod server;
 mod timers;
+mod tls;
 
 use runtime::db::Migrations;
 

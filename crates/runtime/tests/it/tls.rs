@@ -1,0 +1,232 @@
+//! Mutual TLS on a real server: a caller with a certificate the configured CA signed gets
+//! through, one without a certificate or with another CA's is refused in the handshake, and
+//! the plaintext health port answers the kubelet's probes while the main port needs TLS.
+
+use std::time::Duration;
+
+use runtime::client::{Client, Connector, Method};
+use runtime::config::{ClientConfig, ServerConfig};
+use runtime::server::{HealthTarget, serve};
+use runtime::tls::{ClientTls, TlsConfig};
+use testkit::{TestDb, read_tls_fixture as pem};
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+const CHECK: Method<HealthCheckRequest, HealthCheckResponse> =
+    Method::idempotent("/grpc.health.v1.Health/Check");
+
+fn client(tls: Option<ClientTls>, url: &str) -> Client {
+    let settings = ClientConfig {
+        tls,
+        // One attempt: a refused handshake is UNAVAILABLE, which would otherwise be retried.
+        max_attempts: 1,
+        deadline: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    Connector::new(settings).connect("test", url).unwrap()
+}
+
+async fn check(client: &Client) -> Result<HealthCheckResponse, tonic::Status> {
+    client
+        .unary(
+            &CHECK,
+            HealthCheckRequest {
+                service: String::new(),
+            },
+        )
+        .await
+}
+
+#[tokio::test]
+async fn mutual_tls_admits_only_certificates_of_the_client_ca_and_health_stays_plaintext() {
+    let test_db = TestDb::sqlite();
+    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+    let (listener, addr) = testkit::bind_local().await;
+    let health_addr = testkit::free_local_addr();
+    let tls = TlsConfig::new(pem("server.pem"), pem("server.key"), Some(pem("ca.pem"))).unwrap();
+    assert!(tls.is_mutual());
+    let config = ServerConfig {
+        tls: Some(tls),
+        health_addr: Some(health_addr),
+        health_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let target = HealthTarget {
+                service: "fairchance.test.v1.TestService",
+                db,
+                scopes: &[],
+            };
+            serve(
+                listener,
+                RoutesBuilder::default(),
+                vec![target],
+                &config,
+                stop,
+            )
+            .await
+        }
+    });
+
+    // (d) The plaintext health port answers grpc.health.v1 Check, and reports the same
+    // status as the main port.
+    let mut plain_health = HealthClient::new(testkit::channel(health_addr).await);
+    let mut serving = false;
+    for _ in 0..100 {
+        let status = plain_health
+            .check(HealthCheckRequest {
+                service: "fairchance.test.v1.TestService".into(),
+            })
+            .await
+            .expect("plaintext health answers")
+            .into_inner()
+            .status;
+        if status == ServingStatus::Serving as i32 {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serving, "plaintext health never reported SERVING");
+
+    // (a) A client with a certificate the client CA signed gets through, over TLS to
+    // 127.0.0.1 and to localhost (both in the server certificate).
+    let trusted =
+        ClientTls::new(pem("ca.pem"), Some((pem("client.pem"), pem("client.key")))).unwrap();
+    for url in [
+        format!("https://127.0.0.1:{}", addr.port()),
+        format!("https://localhost:{}", addr.port()),
+    ] {
+        let answer = check(&client(Some(trusted.clone()), &url))
+            .await
+            .unwrap_or_else(|status| panic!("trusted client refused at {url}: {status:?}"));
+        assert_eq!(answer.status, ServingStatus::Serving as i32);
+    }
+
+    // (b) Without a client certificate: refused, though it trusts the server.
+    let anonymous = ClientTls::new(pem("ca.pem"), None).unwrap();
+    let refused = check(&client(
+        Some(anonymous),
+        &format!("https://127.0.0.1:{}", addr.port()),
+    ))
+    .await
+    .expect_err("a client without a certificate got through");
+    // TLS 1.3: the client finishes its side of the handshake before the server's alert
+    // arrives, so the refusal ends the call rather than the connection attempt; the message
+    // says why.
+    assert!(
+        refused.message().contains("CertificateRequired"),
+        "{refused:?}"
+    );
+
+    // (c) With a certificate another CA signed: refused.
+    let stranger = ClientTls::new(
+        pem("ca.pem"),
+        Some((pem("other-client.pem"), pem("other-client.key"))),
+    )
+    .unwrap();
+    let refused = check(&client(
+        Some(stranger),
+        &format!("https://127.0.0.1:{}", addr.port()),
+    ))
+    .await
+    .expect_err("a client with another CA's certificate got through");
+    assert!(refused.message().contains("UnknownCA"), "{refused:?}");
+
+    // The main port needs TLS: plaintext gets nothing, not even health.
+    let refused = check(&client(None, &format!("http://127.0.0.1:{}", addr.port())))
+        .await
+        .expect_err("plaintext got through on the TLS port");
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::Unknown | tonic::Code::Unavailable
+        ),
+        "{refused:?}"
+    );
+
+    // And the client checks the server: a client that trusts another CA refuses it.
+    let misled = ClientTls::new(
+        pem("other-ca.pem"),
+        Some((pem("client.pem"), pem("client.key"))),
+    )
+    .unwrap();
+    let refused = check(&client(
+        Some(misled),
+        &format!("https://127.0.0.1:{}", addr.port()),
+    ))
+    .await
+    .expect_err("the client accepted a server certificate its CA did not sign");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("UnknownIssuer"), "{refused:?}");
+
+    // The plaintext health port follows the drain and stops with the server.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+    let after = tokio::time::timeout(
+        Duration::from_secs(5),
+        plain_health.check(HealthCheckRequest::default()),
+    )
+    .await;
+    assert!(
+        !matches!(after, Ok(Ok(ref r)) if r.get_ref().status == ServingStatus::Serving as i32),
+        "plaintext health still SERVING after shutdown: {after:?}"
+    );
+}
+
+#[test]
+fn unusable_tls_files_are_refused_naming_the_setting() {
+    let server = |cert: &str, key: &str, ca: Option<&str>| {
+        TlsConfig::new(pem(cert), pem(key), ca.map(pem)).unwrap_err()
+    };
+    let why = server("server.key", "server.key", None);
+    assert!(
+        why.starts_with("FAIRCHANCE_TLS_CERT: no PEM certificate"),
+        "{why}"
+    );
+    let why = server("server.pem", "server.pem", None);
+    assert!(
+        why.starts_with("FAIRCHANCE_TLS_KEY: no PEM private key"),
+        "{why}"
+    );
+    let why = server("server.pem", "server.pem", Some("server.key"));
+    assert!(why.starts_with("FAIRCHANCE_TLS_KEY"), "{why}");
+    let why = server("server.pem", "server.key", Some("client.key"));
+    assert!(
+        why.starts_with("FAIRCHANCE_TLS_CLIENT_CA: no PEM certificate"),
+        "{why}"
+    );
+    // A key that is not the certificate's.
+    let why = server("server.pem", "client.key", None);
+    assert!(
+        why.starts_with("FAIRCHANCE_TLS_CERT, FAIRCHANCE_TLS_KEY: not usable together"),
+        "{why}"
+    );
+
+    let why = ClientTls::new(pem("client.key"), None).unwrap_err();
+    assert!(
+        why.starts_with("FAIRCHANCE_CLIENT_CA: no PEM certificate"),
+        "{why}"
+    );
+    let why = ClientTls::new(pem("ca.pem"), Some((pem("client.pem"), pem("ca.pem")))).unwrap_err();
+    assert!(
+        why.starts_with("FAIRCHANCE_CLIENT_KEY: no PEM private key"),
+        "{why}"
+    );
+    let why =
+        ClientTls::new(pem("ca.pem"), Some((pem("client.key"), pem("client.key")))).unwrap_err();
+    assert!(
+        why.starts_with("FAIRCHANCE_CLIENT_CERT: no PEM certificate"),
+        "{why}"
+    );
+}
