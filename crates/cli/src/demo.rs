@@ -854,6 +854,19 @@ async fn object_and_prove(
                 )
                 .await?;
                 bump(&stats.proofs);
+                // The buyer reads it: evidence for the stage the asset serves.
+                rpc!(
+                    api,
+                    proof.record_belief_signal(ppb::RecordBeliefSignalRequest {
+                        lead_id: lead_id.to_owned(),
+                        kind: ppb::SignalKind::AssetConsumed as i32,
+                        asset_id: asset.asset_id.clone(),
+                        stage: asset.stage,
+                        ..Default::default()
+                    }),
+                    "cannot record a belief signal"
+                )
+                .await?;
                 return Ok(());
             }
             (ppb::Verdict::Wait, _) => {

@@ -249,9 +249,11 @@ fn print_banner(
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let metrics = metrics.map_or_else(|| "off".to_owned(), |m| format!("http://{m}/metrics"));
+    // The address ends its line: scripts and the e2e harness read it from there.
     if args.demo {
         println!(
-            "\nfairchance dev is serving on {addr} with the demo playbook\n  \
+            "\nfairchance dev is serving on {addr}\n  \
+             with the demo playbook: run `fairchance demo` against it\n  \
              services: intake, activation, followup, proof, feedback\n  \
              storage:  {storage}\n  \
              metrics:  {metrics}\n  \
