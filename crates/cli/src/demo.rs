@@ -40,8 +40,8 @@ pub const HELP: &str = concat!(
     fairchance demo                              # in another: two minutes of leads, then the report\n  \
     fairchance demo --duration 30s --seed 7      # a short run; the same seed gives the same leads\n  \
     fairchance demo --rate 3                     # three new leads a second\n\n\
-    The demo is written for the demo playbook (`fairchance dev --demo`): its sources, teams and\n  \
-    windows of seconds. New leads arrive for --duration; the demo then lets the last leads'\n  \
+    The demo is written for the demo playbook (`fairchance dev --demo`): its sources, teams and\n\
+    windows of seconds. New leads arrive for --duration; the demo then lets the last leads'\n\
     stories play out (at most a minute) and prints the fair-chance report of the leads it sent.\n\n",
     crate::client::exit_codes_help!()
 );
