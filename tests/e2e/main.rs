@@ -4,6 +4,7 @@
 
 mod activation;
 mod cli;
+mod demo;
 mod feedback;
 mod followup;
 mod intake;

@@ -19,6 +19,9 @@ use tonic::service::RoutesBuilder;
 /// The sample playbook, written to the data directory on first start.
 const SAMPLE_PLAYBOOK: &str = include_str!("../../../deploy/playbook.toml");
 
+/// The demo playbook (`--demo`): the sample's rules with windows and delays in seconds.
+pub const DEMO_PLAYBOOK: &str = include_str!("../demo/playbook.toml");
+
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Address to listen on.
@@ -28,15 +31,31 @@ pub struct DevArgs {
         default_value = "127.0.0.1:50051"
     )]
     listen: SocketAddr,
-    /// Where the SQLite files (one per service) and the sample playbook live.
-    #[arg(long, env = "FAIRCHANCE_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
+    /// Where the SQLite files (one per service) and the sample playbook live [default: data,
+    /// with --demo data/demo].
+    #[arg(long, env = "FAIRCHANCE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Use this PostgreSQL database instead of SQLite; each service gets its own schema.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
     /// Playbook file (default: DATA_DIR/playbook.toml, created from the sample).
-    #[arg(long, env = "FAIRCHANCE_PLAYBOOK")]
+    #[arg(long, env = "FAIRCHANCE_PLAYBOOK", conflicts_with = "demo")]
     playbook: Option<PathBuf>,
+    /// Run with the demo playbook (SLA windows and cadence delays of seconds), in its own data
+    /// directory, for `fairchance demo` to drive.
+    #[arg(long)]
+    demo: bool,
+}
+
+impl DevArgs {
+    fn data_dir(&self) -> PathBuf {
+        match &self.data_dir {
+            Some(dir) => dir.clone(),
+            // Its own directory, so the demo's leads never mix with a normal dev data set.
+            None if self.demo => PathBuf::from("data").join("demo"),
+            None => PathBuf::from("data"),
+        }
+    }
 }
 
 pub fn main(args: DevArgs) -> ExitCode {
@@ -74,15 +93,21 @@ fn dev_config(args: &DevArgs) -> anyhow::Result<ServiceConfig> {
     };
     let mut config = ServiceConfig::load(&sources, &defaults)?;
     config.listen_addr = args.listen;
+    let data_dir = args.data_dir();
     let playbook = match &args.playbook {
         Some(path) => path.clone(),
         None => {
-            let path = args.data_dir.join("playbook.toml");
+            let path = data_dir.join("playbook.toml");
             if !path.exists() {
-                std::fs::create_dir_all(&args.data_dir).with_context(|| {
-                    format!("cannot create data directory {}", args.data_dir.display())
+                std::fs::create_dir_all(&data_dir).with_context(|| {
+                    format!("cannot create data directory {}", data_dir.display())
                 })?;
-                std::fs::write(&path, SAMPLE_PLAYBOOK)
+                let sample = if args.demo {
+                    DEMO_PLAYBOOK
+                } else {
+                    SAMPLE_PLAYBOOK
+                };
+                std::fs::write(&path, sample)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             path
@@ -102,7 +127,7 @@ async fn service_db(args: &DevArgs, service: &str, max_connections: u32) -> anyh
     let url = match &args.postgres {
         None => format!(
             "sqlite://{}",
-            args.data_dir.join(format!("{service}.db")).display()
+            args.data_dir().join(format!("{service}.db")).display()
         ),
         Some(base) => {
             anyhow::ensure!(
@@ -216,7 +241,7 @@ fn print_banner(
             "PostgreSQL {} (a schema per service)",
             url.split('@').next_back().unwrap_or(url)
         ),
-        None => format!("SQLite files in {}/", args.data_dir.display()),
+        None => format!("SQLite files in {}/", args.data_dir().display()),
     };
     let playbook = config
         .playbook
@@ -224,6 +249,23 @@ fn print_banner(
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let metrics = metrics.map_or_else(|| "off".to_owned(), |m| format!("http://{m}/metrics"));
+    // The address ends its line: scripts and the e2e harness read it from there.
+    if args.demo {
+        println!(
+            "\nfairchance dev is serving on {addr}\n  \
+             with the demo playbook: run `fairchance demo` against it\n  \
+             services: intake, activation, followup, proof, feedback\n  \
+             storage:  {storage}\n  \
+             metrics:  {metrics}\n  \
+             playbook: {playbook} (SLA windows and cadence delays of seconds)\n\n\
+             Start the demo driver in another terminal (about two minutes, then the report):\n  \
+             fairchance demo --addr http://{addr}\n\
+             and watch the activations live in a third:\n  \
+             fairchance watch --addr http://{addr}\n\n\
+             Stop with ctrl-c.\n"
+        );
+        return;
+    }
     println!(
         "\nfairchance dev is serving on {addr}\n  \
          services: intake, activation, followup, proof, feedback\n  \

@@ -5,6 +5,7 @@
 mod client;
 mod columns;
 mod csv;
+mod demo;
 mod dev;
 mod lead;
 mod report;
@@ -33,7 +34,8 @@ const AFTER_HELP: &str = concat!(
     fairchance dev                                          # the whole suite on 127.0.0.1:50051\n  \
     fairchance lead import scans.csv --source event-badge-scan\n  \
     fairchance watch --team sales\n  \
-    fairchance report sources --from 7d\n\n\
+    fairchance report sources --from 7d\n  \
+    fairchance dev --demo; fairchance demo                  # (two terminals) the product in two minutes\n\n\
     Client commands take --addr (FAIRCHANCE_ADDR, default http://127.0.0.1:50051), --token\n  \
     (FAIRCHANCE_TOKEN), --connect-timeout and --timeout.\n\n",
     client::exit_codes_help!()
@@ -44,7 +46,8 @@ enum Command {
     /// Run the whole suite in one process on one port, on SQLite files (no setup) or PostgreSQL.
     #[command(
         after_help = "Examples:\n  fairchance dev\n  fairchance dev --listen 127.0.0.1:6000 --data-dir /tmp/fc\n  \
-                            fairchance dev --postgres postgres://postgres@127.0.0.1/fairchance"
+                            fairchance dev --postgres postgres://postgres@127.0.0.1/fairchance\n  \
+                            fairchance dev --demo                # the demo playbook, data in data/demo"
     )]
     Dev(dev::DevArgs),
     /// Submit one lead, or import many from a CSV file.
@@ -54,6 +57,10 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Feedback reports: by source, the funnel, fair-chance verdicts, one lead's timeline.
     Report(report::ReportArgs),
+    /// Drive a running suite (`fairchance dev --demo`) with a realistic synthetic stream of
+    /// leads, then show which sources were let down by execution rather than lead quality.
+    #[command(after_help = demo::HELP)]
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +82,6 @@ fn main() -> ExitCode {
         Command::Lead(args) => lead::main(*args),
         Command::Watch(args) => watch::main(args),
         Command::Report(args) => report::main(args),
+        Command::Demo(args) => demo::main(args),
     }
 }

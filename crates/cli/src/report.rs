@@ -58,13 +58,13 @@ const TIMELINE_HELP: &str = "Examples:\n  \
 
 /// The period of a report.
 #[derive(Debug, Clone, clap::Args)]
-struct Period {
+pub(crate) struct Period {
     /// Start (inclusive): a UTC day, an RFC 3339 time, or an age like 7d [default: 30d].
     #[arg(long, value_parser = parse_time)]
-    from: Option<jiff::Timestamp>,
+    pub(crate) from: Option<jiff::Timestamp>,
     /// End (exclusive) [default: now].
     #[arg(long, value_parser = parse_time)]
-    to: Option<jiff::Timestamp>,
+    pub(crate) to: Option<jiff::Timestamp>,
 }
 
 impl Period {
@@ -262,7 +262,7 @@ fn group_row(g: &fbpb::GroupReport, name: &str) -> Vec<Cell> {
 }
 
 /// The source report as one table (a row per group, then the total).
-fn sources_table(report: &fbpb::GetSourceReportResponse) -> Table {
+pub(crate) fn sources_table(report: &fbpb::GetSourceReportResponse) -> Table {
     let mut table = Table::new(SOURCE_COLUMNS);
     for g in &report.groups {
         let name = if g.group.is_empty() {
@@ -279,7 +279,7 @@ fn sources_table(report: &fbpb::GetSourceReportResponse) -> Table {
 }
 
 /// Readable: execution, then fair chance and outcomes, then reasons, each its own table.
-fn sources_text(table: &Table, by: &str, period: &Period) -> String {
+pub(crate) fn sources_text(table: &Table, by: &str, period: &Period) -> String {
     let to = period.to.map_or("now".to_owned(), crate::table::local_time);
     let mut out = format!(
         "Leads by {by}, received {} to {to}\n\n",
