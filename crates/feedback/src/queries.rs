@@ -12,8 +12,8 @@
 //!
 //! Percentiles are nearest-rank ([`crate::domain::nearest_rank`]) on both backends: a window
 //! numbers each group's activation times in order and the rows at rank ⌈p·n/100⌉ are kept
-//! (integer arithmetic; PostgreSQL's `percentile_disc` multiplies in floating point and can
-//! land one rank off, and SQLite has no percentile function).
+//! on SQLite, which has no percentile function; PostgreSQL's `percentile_disc` is the same
+//! method, given a fraction that survives its floating-point arithmetic.
 
 use std::collections::BTreeMap;
 
@@ -58,7 +58,7 @@ fn flag(b: bool) -> u8 {
     u8::from(b)
 }
 
-/// The verdict of a `lead_facts` row as a SQL expression of [`VerdictCode`]s, mirroring
+/// The verdict of a `lead_figures` row as a SQL expression of [`VerdictCode`]s, mirroring
 /// [`crate::domain::verdict`]: not the system's to work → undetermined; any shortfall that
 /// can no longer be repaired → not fair; any that still can → undetermined; else fair.
 ///
@@ -158,6 +158,18 @@ fn most_first<K: Ord>(counts: BTreeMap<K, u64>, name: impl Fn(&K) -> String) -> 
     v
 }
 
+/// The fraction for PostgreSQL's `percentile_disc` that picks the `p`-th percentile by
+/// nearest rank. It is nudged below p/100 so that PostgreSQL's ⌈fraction·n⌉ (in floating point)
+/// is the exact ⌈p·n/100⌉: p·n/100 is a whole number or at least 0.01 above one, and the nudge
+/// times n stays far below that for any n under 10^9, and far above the rounding error of the
+/// product (0.9·70 is 63.00000000000001 in binary floating point).
+fn percentile_fraction(p: u32) -> String {
+    format!("{:.15}", f64::from(p) / 100.0 - 1e-12)
+}
+
+/// A group's key (`None`: all leads), median and p90.
+type Percentiles = (Option<String>, Option<i64>, Option<i64>);
+
 /// Per group: objections counted by checkpoint, and rejections by reason code.
 #[derive(Default)]
 struct Tallies {
@@ -208,7 +220,7 @@ impl Store {
              FROM (SELECT {key} AS k, review_of, may_contact, in_sla, activated, \
                    touches_before_response, persisted_touches, reached_meeting, handed_off, \
                    with_debt, missing_stages, lost, loss_reason, {verdict} AS v \
-                   FROM lead_facts WHERE accepted = 1 AND {leads}) j \
+                   FROM lead_figures WHERE accepted = 1 AND {leads}) j \
              GROUP BY k"
         );
         let rows = sqlx::query(&sql)
@@ -255,7 +267,7 @@ impl Store {
         let rejections = Self::period_sql("r.received_at");
         let rows = sqlx::query(&format!(
             "SELECT r.{key} AS k, COUNT(*) AS rejected, COALESCE(SUM(CASE WHEN NOT EXISTS \
-             (SELECT 1 FROM lead_facts l WHERE l.review_of = r.rejection_id) THEN 1 ELSE 0 END), 0) \
+             (SELECT 1 FROM lead_figures l WHERE l.review_of = r.rejection_id) THEN 1 ELSE 0 END), 0) \
              AS unreviewed FROM rejection_facts r WHERE {rejections} GROUP BY r.{key}"
         ))
         .bind(from)
@@ -277,7 +289,7 @@ impl Store {
             Backend::Postgres => (
                 format!(
                     "SELECT {key} AS k, e.key AS item, CAST(SUM(CAST(e.value AS INTEGER)) AS BIGINT) AS n \
-                     FROM lead_facts, json_each_text(CAST(objections AS JSON)) e \
+                     FROM lead_figures, json_each_text(CAST(objections AS JSON)) e \
                      WHERE accepted = 1 AND objections IS NOT NULL AND {leads} GROUP BY {key}, e.key"
                 ),
                 format!(
@@ -289,7 +301,7 @@ impl Store {
             Backend::Sqlite => (
                 format!(
                     "SELECT {key} AS k, e.key AS item, SUM(e.value) AS n \
-                     FROM lead_facts, json_each(lead_facts.objections) e \
+                     FROM lead_figures, json_each(lead_figures.objections) e \
                      WHERE accepted = 1 AND objections IS NOT NULL AND {leads} GROUP BY {key}, e.key"
                 ),
                 format!(
@@ -330,33 +342,8 @@ impl Store {
                 .or_default() += get(&row, "n")?;
         }
 
-        // Nearest-rank percentiles per group and over all leads (partition ''), one pass each.
-        let percentiles = format!(
-            "SELECT k, rn, n, m FROM ( \
-               SELECT {key} AS k, activation_micros AS m, \
-                 ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY activation_micros) AS rn, \
-                 COUNT(*) OVER (PARTITION BY {key}) AS n \
-               FROM lead_facts WHERE accepted = 1 AND activation_micros IS NOT NULL AND {leads} \
-             ) t WHERE rn = (50 * n + 99) / 100 OR rn = (90 * n + 99) / 100 \
-             UNION ALL \
-             SELECT NULL AS k, rn, n, m FROM ( \
-               SELECT activation_micros AS m, \
-                 ROW_NUMBER() OVER (ORDER BY activation_micros) AS rn, \
-                 COUNT(*) OVER () AS n \
-               FROM lead_facts WHERE accepted = 1 AND activation_micros IS NOT NULL AND {leads} \
-             ) t WHERE rn = (50 * n + 99) / 100 OR rn = (90 * n + 99) / 100"
-        );
         let mut total = GroupReport::default();
-        for row in sqlx::query(&percentiles)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self.db().reader())
-            .await?
-        {
-            let key: Option<String> = row.try_get("k")?;
-            let rank = get(&row, "rn")?;
-            let n = get(&row, "n")?;
-            let value = Some(micros_duration(row.try_get("m")?));
+        for (key, p50, p90) in self.percentiles(key, &leads, from, to).await? {
             let g = match key {
                 Some(key) => match groups.get_mut(&key) {
                     Some(g) => g,
@@ -364,12 +351,8 @@ impl Store {
                 },
                 None => &mut total,
             };
-            if rank == nearest_rank_of(n, 50) {
-                g.median_time_to_activation = value;
-            }
-            if rank == nearest_rank_of(n, 90) {
-                g.p90_time_to_activation = value;
-            }
+            g.median_time_to_activation = p50.map(micros_duration);
+            g.p90_time_to_activation = p90.map(micros_duration);
         }
 
         let mut all = Tallies::default();
@@ -396,6 +379,85 @@ impl Store {
         })
     }
 
+    /// The nearest-rank median and p90 of the time to activation per group (`Some` key) and
+    /// over all leads of the period (`None`), in microseconds.
+    async fn percentiles(
+        &self,
+        key: &str,
+        leads: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Percentiles>, DbError> {
+        let activated = format!(
+            "FROM lead_figures WHERE accepted = 1 AND activation_micros IS NOT NULL AND {leads}"
+        );
+        let mut out = Vec::new();
+        match self.db().backend() {
+            Backend::Postgres => {
+                // One pass: an ordered-set aggregate per group and for the total.
+                let fraction = percentile_fraction;
+                let sql = format!(
+                    "SELECT {key} AS k, GROUPING({key}) AS whole, \
+                     percentile_disc({p50}) WITHIN GROUP (ORDER BY activation_micros) AS p50, \
+                     percentile_disc({p90}) WITHIN GROUP (ORDER BY activation_micros) AS p90 \
+                     {activated} GROUP BY GROUPING SETS (({key}), ())",
+                    p50 = fraction(50),
+                    p90 = fraction(90),
+                );
+                for row in sqlx::query(&sql)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(self.db().reader())
+                    .await?
+                {
+                    let whole: i32 = row.try_get("whole")?;
+                    let key: Option<String> = row.try_get("k")?;
+                    out.push((
+                        key.filter(|_| whole == 0),
+                        row.try_get("p50")?,
+                        row.try_get("p90")?,
+                    ));
+                }
+            }
+            Backend::Sqlite => {
+                // No percentile function: number each group's times in order and keep the rows
+                // at the wanted ranks.
+                let ranks = "WHERE rn = (50 * n + 99) / 100 OR rn = (90 * n + 99) / 100";
+                let sql = format!(
+                    "SELECT k, rn, n, m FROM (SELECT {key} AS k, activation_micros AS m, \
+                       ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY activation_micros) AS rn, \
+                       COUNT(*) OVER (PARTITION BY {key}) AS n {activated}) t {ranks} \
+                     UNION ALL \
+                     SELECT NULL AS k, rn, n, m FROM (SELECT activation_micros AS m, \
+                       ROW_NUMBER() OVER (ORDER BY activation_micros) AS rn, \
+                       COUNT(*) OVER () AS n {activated}) t {ranks}"
+                );
+                let mut found: BTreeMap<Option<String>, (Option<i64>, Option<i64>)> =
+                    BTreeMap::new();
+                for row in sqlx::query(&sql)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(self.db().reader())
+                    .await?
+                {
+                    let key: Option<String> = row.try_get("k")?;
+                    let rank = get(&row, "rn")?;
+                    let n = get(&row, "n")?;
+                    let value: i64 = row.try_get("m")?;
+                    let slot = found.entry(key).or_default();
+                    if rank == nearest_rank_of(n, 50) {
+                        slot.0 = Some(value);
+                    }
+                    if rank == nearest_rank_of(n, 90) {
+                        slot.1 = Some(value);
+                    }
+                }
+                out.extend(found.into_iter().map(|(k, (p50, p90))| (k, p50, p90)));
+            }
+        }
+        Ok(out)
+    }
+
     /// The funnel for `period`, optionally of one source, campaign or channel.
     pub async fn funnel(&self, period: Period, filter: Option<&Filter>) -> Result<Funnel, DbError> {
         let from = to_micros(period.from());
@@ -412,7 +474,7 @@ impl Store {
             .unwrap_or_default();
         let leads = Self::period_sql("received_at");
         let sql = format!(
-            "SELECT CAST(funnel_stage AS BIGINT) AS stage, COUNT(*) AS n FROM lead_facts \
+            "SELECT CAST(funnel_stage AS BIGINT) AS stage, COUNT(*) AS n FROM lead_figures \
              WHERE accepted = 1 AND {leads}{lead_filter} GROUP BY funnel_stage"
         );
         let mut reached: BTreeMap<FunnelStage, u64> = BTreeMap::new();
@@ -430,7 +492,7 @@ impl Store {
         let rejections = Self::period_sql("r.received_at");
         let sql = format!(
             "SELECT COUNT(*) AS n FROM rejection_facts r WHERE {rejections}{rejection_filter} \
-             AND NOT EXISTS (SELECT 1 FROM lead_facts l WHERE l.review_of = r.rejection_id)"
+             AND NOT EXISTS (SELECT 1 FROM lead_figures l WHERE l.review_of = r.rejection_id)"
         );
         let mut query = sqlx::query(&sql).bind(from).bind(to);
         if filter.is_some() {
@@ -452,14 +514,15 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<LeadFact>, DbError> {
-        let leads = Self::period_sql("received_at");
+        let leads = Self::period_sql("g.received_at");
         let only = match wanted {
             Some(code) => format!(" AND ({}) = {}", verdict_sql(rule, now), code as u8),
             None => String::new(),
         };
         let sql = format!(
-            "SELECT fact FROM lead_facts WHERE accepted = 1 AND {leads}{only} \
-             ORDER BY received_at, lead_id LIMIT {limit} OFFSET {offset}"
+            "SELECT f.fact FROM lead_figures g JOIN lead_facts f ON f.lead_id = g.lead_id \
+             WHERE g.accepted = 1 AND {leads}{only} \
+             ORDER BY g.received_at, g.lead_id LIMIT {limit} OFFSET {offset}"
         );
         let rows = sqlx::query(&sql)
             .bind(to_micros(period.from()))
@@ -623,11 +686,15 @@ mod tests {
         // Figures written by an older derivation are recomputed from the facts.
         let mut tx = store.db().begin().await.unwrap();
         sqlx::query(
-            "UPDATE lead_facts SET figures_version = 0, accepted = 0, activation_micros = NULL",
+            "UPDATE lead_figures SET figures_version = 0, accepted = 0, activation_micros = NULL",
         )
         .execute(&mut *tx)
         .await
         .unwrap();
+        sqlx::query("DELETE FROM lead_figures WHERE funnel_stage = 2")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
             store
@@ -659,6 +726,36 @@ mod tests {
                 now()
             )
         );
+    }
+
+    #[tokio::test]
+    async fn postgres_percentile_disc_is_the_nearest_rank() {
+        let Some(test_db) = TestDb::postgres().await else {
+            return;
+        };
+        let db = test_db.connect(&MIGRATIONS).await;
+        let sql = format!(
+            "SELECT CAST(n AS BIGINT) AS n, \
+             percentile_disc({}) WITHIN GROUP (ORDER BY x) AS p50, \
+             percentile_disc({}) WITHIN GROUP (ORDER BY x) AS p90 \
+             FROM generate_series(1, 1500) n, generate_series(CAST(1 AS BIGINT), n) x GROUP BY n",
+            percentile_fraction(50),
+            percentile_fraction(90)
+        );
+        let rows = sqlx::query(&sql).fetch_all(db.reader()).await.unwrap();
+        assert_eq!(rows.len(), 1500);
+        for row in rows {
+            let n: i64 = row.try_get("n").unwrap();
+            let n = u64::try_from(n).unwrap();
+            for (p, column) in [(50, "p50"), (90, "p90")] {
+                let got: i64 = row.try_get(column).unwrap();
+                assert_eq!(
+                    u64::try_from(got).unwrap(),
+                    nearest_rank_of(n, p),
+                    "p{p} of {n}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -45,8 +45,13 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T,
 }
 
 /// The figure columns of `lead_facts`, in the order [`bind_figures`] binds them.
-const FIGURE_COLUMNS: [&str; 27] = [
+const FIGURE_COLUMNS: [&str; 32] = [
+    "lead_id",
     "figures_version",
+    "received_at",
+    "source",
+    "campaign",
+    "channel",
     "accepted",
     "review_of",
     "may_contact",
@@ -77,8 +82,9 @@ const FIGURE_COLUMNS: [&str; 27] = [
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds `f` in the order of [`FIGURE_COLUMNS`].
-fn bind_figures<'q>(query: AnyQuery<'q>, f: &LeadFigures) -> Result<AnyQuery<'q>, DbError> {
+/// Binds the figures of `fact` in the order of [`FIGURE_COLUMNS`].
+fn bind_figures<'q>(query: AnyQuery<'q>, fact: &LeadFact) -> Result<AnyQuery<'q>, DbError> {
+    let f = LeadFigures::of(fact);
     let flag = |b: bool| i32::from(b);
     let int = |n: u32| i64::from(n);
     let objections = if f.objections.is_empty() {
@@ -94,7 +100,12 @@ fn bind_figures<'q>(query: AnyQuery<'q>, f: &LeadFigures) -> Result<AnyQuery<'q>
         .and_then(|p| i32::try_from(p).ok())
         .unwrap_or(0);
     Ok(query
+        .bind(fact.lead.to_string())
         .bind(LeadFigures::VERSION)
+        .bind(fact.received_at.map_or(0, to_micros))
+        .bind(fact.source.clone())
+        .bind(fact.campaign.clone())
+        .bind(fact.channel.clone())
         .bind(flag(f.accepted))
         .bind(f.review_of.clone())
         .bind(flag(f.may_contact))
@@ -152,7 +163,7 @@ impl Store {
             .transpose()
     }
 
-    /// Inserts or replaces a lead's fact, with the figures reports aggregate (see
+    /// Inserts or replaces a lead's fact, and its row of the figures reports aggregate (see
     /// [`LeadFigures`]); `context` replaces the stored context when given.
     pub async fn save_fact(
         tx: &mut Tx,
@@ -165,31 +176,43 @@ impl Store {
         } else {
             "excluded.context"
         };
-        let updates: Vec<String> = std::iter::once("source")
-            .chain(["campaign", "channel", "received_at", "fact"])
-            .chain(FIGURE_COLUMNS.iter().copied())
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
-        let columns = FIGURE_COLUMNS.join(", ");
-        let placeholders: Vec<String> = (8..8 + FIGURE_COLUMNS.len())
-            .map(|i| format!("${i}"))
-            .collect();
         let sql = format!(
-            "INSERT INTO lead_facts (lead_id, source, campaign, channel, received_at, fact, context, \
-             {columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, {}) \
-             ON CONFLICT (lead_id) DO UPDATE SET {}, context = {keep_context}",
-            placeholders.join(", "),
-            updates.join(", "),
+            "INSERT INTO lead_facts (lead_id, source, campaign, channel, received_at, fact, context) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (lead_id) DO UPDATE SET source = excluded.source, \
+             campaign = excluded.campaign, channel = excluded.channel, \
+             received_at = excluded.received_at, fact = excluded.fact, context = {keep_context}"
         );
-        let query = sqlx::query(&sql)
+        sqlx::query(&sql)
             .bind(fact.lead.to_string())
             .bind(&fact.source)
             .bind(&fact.campaign)
             .bind(&fact.channel)
             .bind(fact.received_at.map_or(0, to_micros))
             .bind(json(fact)?)
-            .bind(context);
-        bind_figures(query, &LeadFigures::of(fact))?
+            .bind(context)
+            .execute(&mut **tx)
+            .await?;
+        Self::save_figures(tx, fact).await
+    }
+
+    /// Inserts or replaces the figures row of `fact`.
+    async fn save_figures(tx: &mut Tx, fact: &LeadFact) -> Result<(), DbError> {
+        let columns = FIGURE_COLUMNS.join(", ");
+        let placeholders: Vec<String> = (1..=FIGURE_COLUMNS.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        let updates: Vec<String> = FIGURE_COLUMNS[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO lead_figures ({columns}) VALUES ({}) \
+             ON CONFLICT (lead_id) DO UPDATE SET {}",
+            placeholders.join(", "),
+            updates.join(", "),
+        );
+        bind_figures(sqlx::query(&sql), fact)?
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -200,20 +223,12 @@ impl Store {
     /// consumers, so every report reads current figures.
     pub async fn refresh_figures(&self) -> Result<u64, DbError> {
         const BATCH: i64 = 1000;
-        let assignments: Vec<String> = FIGURE_COLUMNS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ${}", i + 2))
-            .collect();
-        let update = format!(
-            "UPDATE lead_facts SET {} WHERE lead_id = $1",
-            assignments.join(", ")
-        );
         let mut refreshed = 0;
         loop {
             let mut tx = self.db.begin().await?;
             let rows = sqlx::query(
-                "SELECT fact FROM lead_facts WHERE figures_version < $1 ORDER BY lead_id LIMIT $2",
+                "SELECT f.fact FROM lead_facts f LEFT JOIN lead_figures g ON g.lead_id = f.lead_id \
+                 WHERE g.lead_id IS NULL OR g.figures_version < $1 ORDER BY f.lead_id LIMIT $2",
             )
             .bind(LeadFigures::VERSION)
             .bind(BATCH)
@@ -224,10 +239,7 @@ impl Store {
             }
             for row in &rows {
                 let fact: LeadFact = from_json(&row.try_get::<String, _>("fact")?)?;
-                let query = sqlx::query(&update).bind(fact.lead.to_string());
-                bind_figures(query, &LeadFigures::of(&fact))?
-                    .execute(&mut *tx)
-                    .await?;
+                Self::save_figures(&mut tx, &fact).await?;
                 refreshed += 1;
             }
             tx.commit().await?;
@@ -367,7 +379,7 @@ impl Store {
     /// transaction, for the caller to re-apply the outcomes feedback owns before committing.
     pub async fn clear_projections(&self) -> Result<Tx, DbError> {
         let mut tx = self.db.begin().await?;
-        for table in ["lead_facts", "rejection_facts", "timeline"] {
+        for table in ["lead_facts", "lead_figures", "rejection_facts", "timeline"] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await?;
