@@ -223,13 +223,47 @@ impl Store {
                    FROM lead_figures WHERE accepted = 1 AND {leads}) j \
              GROUP BY k"
         );
-        let rows = sqlx::query(&sql)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self.db().reader())
-            .await?;
+        let rejections = Self::period_sql("r.received_at");
+        let rejections_sql = format!(
+            "SELECT r.{key} AS k, COUNT(*) AS rejected, COALESCE(SUM(CASE WHEN NOT EXISTS \
+             (SELECT 1 FROM lead_figures l WHERE l.review_of = r.rejection_id) THEN 1 ELSE 0 END), 0) \
+             AS unreviewed FROM rejection_facts r WHERE {rejections} GROUP BY r.{key}"
+        );
+        let (objections, reasons) = match self.db().backend() {
+            Backend::Postgres => (
+                format!(
+                    "SELECT {key} AS k, e.key AS item, CAST(SUM(CAST(e.value AS INTEGER)) AS BIGINT) AS n \
+                     FROM lead_figures, json_each_text(CAST(objections AS JSON)) e \
+                     WHERE accepted = 1 AND objections IS NOT NULL AND {leads} GROUP BY {key}, e.key"
+                ),
+                format!(
+                    "SELECT r.{key} AS k, e.code AS item, COUNT(*) AS n FROM rejection_facts r, \
+                     json_array_elements_text(CAST(r.fact AS JSON) -> 'reasons') AS e(code) \
+                     WHERE {rejections} GROUP BY r.{key}, e.code"
+                ),
+            ),
+            Backend::Sqlite => (
+                format!(
+                    "SELECT {key} AS k, e.key AS item, SUM(e.value) AS n \
+                     FROM lead_figures, json_each(lead_figures.objections) e \
+                     WHERE accepted = 1 AND objections IS NOT NULL AND {leads} GROUP BY {key}, e.key"
+                ),
+                format!(
+                    "SELECT r.{key} AS k, e.value AS item, COUNT(*) AS n FROM rejection_facts r, \
+                     json_each(r.fact, '$.reasons') e WHERE {rejections} GROUP BY r.{key}, e.value"
+                ),
+            ),
+        };
+        // The five queries are independent: run them side by side.
+        let (lead_rows, rejection_rows, objection_rows, reason_rows, percentiles) = futures::try_join!(
+            self.fetch_period(&sql, from, to),
+            self.fetch_period(&rejections_sql, from, to),
+            self.fetch_period(&objections, from, to),
+            self.fetch_period(&reasons, from, to),
+            self.percentiles(key, &leads, from, to),
+        )?;
         let mut groups: BTreeMap<String, GroupReport> = BTreeMap::new();
-        for row in &rows {
+        for row in &lead_rows {
             let key: String = row.try_get("k")?;
             let g = groups.entry(key.clone()).or_insert_with(|| GroupReport {
                 key,
@@ -264,17 +298,7 @@ impl Store {
             g.attribution.undetermined = get(row, "lost_undetermined")?;
         }
 
-        let rejections = Self::period_sql("r.received_at");
-        let rows = sqlx::query(&format!(
-            "SELECT r.{key} AS k, COUNT(*) AS rejected, COALESCE(SUM(CASE WHEN NOT EXISTS \
-             (SELECT 1 FROM lead_figures l WHERE l.review_of = r.rejection_id) THEN 1 ELSE 0 END), 0) \
-             AS unreviewed FROM rejection_facts r WHERE {rejections} GROUP BY r.{key}"
-        ))
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.db().reader())
-        .await?;
-        for row in &rows {
+        for row in &rejection_rows {
             let key: String = row.try_get("k")?;
             let g = groups.entry(key.clone()).or_insert_with(|| GroupReport {
                 key,
@@ -285,37 +309,7 @@ impl Store {
         }
 
         let mut tallies: BTreeMap<String, Tallies> = BTreeMap::new();
-        let (objections, reasons) = match self.db().backend() {
-            Backend::Postgres => (
-                format!(
-                    "SELECT {key} AS k, e.key AS item, CAST(SUM(CAST(e.value AS INTEGER)) AS BIGINT) AS n \
-                     FROM lead_figures, json_each_text(CAST(objections AS JSON)) e \
-                     WHERE accepted = 1 AND objections IS NOT NULL AND {leads} GROUP BY {key}, e.key"
-                ),
-                format!(
-                    "SELECT r.{key} AS k, e.code AS item, COUNT(*) AS n FROM rejection_facts r, \
-                     json_array_elements_text(CAST(r.fact AS JSON) -> 'reasons') AS e(code) \
-                     WHERE {rejections} GROUP BY r.{key}, e.code"
-                ),
-            ),
-            Backend::Sqlite => (
-                format!(
-                    "SELECT {key} AS k, e.key AS item, SUM(e.value) AS n \
-                     FROM lead_figures, json_each(lead_figures.objections) e \
-                     WHERE accepted = 1 AND objections IS NOT NULL AND {leads} GROUP BY {key}, e.key"
-                ),
-                format!(
-                    "SELECT r.{key} AS k, e.value AS item, COUNT(*) AS n FROM rejection_facts r, \
-                     json_each(r.fact, '$.reasons') e WHERE {rejections} GROUP BY r.{key}, e.value"
-                ),
-            ),
-        };
-        for row in sqlx::query(&objections)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self.db().reader())
-            .await?
-        {
+        for row in objection_rows {
             let key: String = row.try_get("k")?;
             let item: String = row.try_get("item")?;
             let checkpoint: Checkpoint = item.parse().map_err(DbError::corrupt)?;
@@ -326,12 +320,7 @@ impl Store {
                 .entry(checkpoint)
                 .or_default() += get(&row, "n")?;
         }
-        for row in sqlx::query(&reasons)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self.db().reader())
-            .await?
-        {
+        for row in reason_rows {
             let key: String = row.try_get("k")?;
             let item: String = row.try_get("item")?;
             *tallies
@@ -343,7 +332,7 @@ impl Store {
         }
 
         let mut total = GroupReport::default();
-        for (key, p50, p90) in self.percentiles(key, &leads, from, to).await? {
+        for (key, p50, p90) in percentiles {
             let g = match key {
                 Some(key) => match groups.get_mut(&key) {
                     Some(g) => g,
@@ -379,6 +368,25 @@ impl Store {
         })
     }
 
+    /// Runs a report query over `[from, to)` (bound as `$1`, `$2`). On PostgreSQL it runs in
+    /// its own read transaction with room to sort and hash a year of leads in memory rather
+    /// than spilling to disk (the server's default `work_mem` is sized for many small queries).
+    async fn fetch_period(&self, sql: &str, from: i64, to: i64) -> Result<Vec<AnyRow>, DbError> {
+        let mut tx = self.db().reader().begin().await?;
+        if self.db().backend() == Backend::Postgres {
+            sqlx::query("SET LOCAL work_mem = '64MB'")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = sqlx::query(sql)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     /// The nearest-rank median and p90 of the time to activation per group (`Some` key) and
     /// over all leads of the period (`None`), in microseconds.
     async fn percentiles(
@@ -404,12 +412,7 @@ impl Store {
                     p50 = fraction(50),
                     p90 = fraction(90),
                 );
-                for row in sqlx::query(&sql)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(self.db().reader())
-                    .await?
-                {
+                for row in self.fetch_period(&sql, from, to).await? {
                     let whole: i32 = row.try_get("whole")?;
                     let key: Option<String> = row.try_get("k")?;
                     out.push((
@@ -434,12 +437,7 @@ impl Store {
                 );
                 let mut found: BTreeMap<Option<String>, (Option<i64>, Option<i64>)> =
                     BTreeMap::new();
-                for row in sqlx::query(&sql)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(self.db().reader())
-                    .await?
-                {
+                for row in self.fetch_period(&sql, from, to).await? {
                     let key: Option<String> = row.try_get("k")?;
                     let rank = get(&row, "rn")?;
                     let n = get(&row, "n")?;
