@@ -370,11 +370,12 @@ impl Store {
 
     /// Runs a report query over `[from, to)` (bound as `$1`, `$2`). On PostgreSQL it runs in
     /// its own read transaction with room to sort and hash a year of leads in memory rather
-    /// than spilling to disk (the server's default `work_mem` is sized for many small queries).
+    /// than spilling to disk (the server's default `work_mem` is sized for many small queries;
+    /// the percentiles of a year of 1,000,000 leads sort about 80 MB).
     async fn fetch_period(&self, sql: &str, from: i64, to: i64) -> Result<Vec<AnyRow>, DbError> {
         let mut tx = self.db().reader().begin().await?;
         if self.db().backend() == Backend::Postgres {
-            sqlx::query("SET LOCAL work_mem = '64MB'")
+            sqlx::query("SET LOCAL work_mem = '128MB'")
                 .execute(&mut *tx)
                 .await?;
         }
