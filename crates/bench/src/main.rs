@@ -7,6 +7,7 @@
 mod activation_bench;
 mod common;
 mod fanout_bench;
+mod feedback_bench;
 mod followup_bench;
 mod intake_bench;
 mod timers_bench;
@@ -43,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
     /// Run only these parts (comma-separated or repeated): `intake`, `activation`, `timers`
-    /// (both of: `timers-sla`, `timers-dispatch`), `followup`, `fanout`. Empty runs everything.
+    /// (both of: `timers-sla`, `timers-dispatch`), `followup`, `fanout`, `feedback`. Empty runs everything.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Open SLA timers (activations waiting for their first action) seeded for `timers-sla`.
@@ -83,6 +84,12 @@ pub struct Args {
     /// Assignments every `fanout` subscriber replays from the start of the stream.
     #[arg(long, default_value_t = 5_000)]
     pub fanout_backlog: usize,
+    /// Lead facts over a year `feedback` stores before timing its reports.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub feedback_leads: u64,
+    /// Whether `feedback` measures on SQLite too, after PostgreSQL.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub feedback_sqlite: bool,
 }
 
 impl Args {
@@ -142,9 +149,12 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(followup_bench::run(&args).await?);
     }
     rows.extend(fanout_bench::run(&args).await?);
+    if args.runs("feedback") {
+        rows.extend(feedback_bench::run(&args).await?);
+    }
     if rows.is_empty() {
         anyhow::bail!(
-            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup, fanout",
+            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup, fanout, feedback",
             args.only
         );
     }

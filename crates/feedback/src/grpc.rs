@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::convert::{from_wire, funnel_step_to_proto, group_to_proto, verdict_to_proto};
 use crate::domain::{FeedbackError, GroupBy, OutcomeReason, OutcomeStage};
+use crate::queries::VerdictCode;
 use crate::service::{Feedback, Judged, ServiceError};
 
 /// Fully qualified name of the service, for health checks.
@@ -159,7 +160,7 @@ impl FeedbackService for FeedbackApi {
         let from = required_time("from", request.from.as_ref())?;
         let to = optional_timestamp("to", request.to.as_ref())?;
         let limit = page_size(request.page_size)?;
-        let offset: usize = if request.page_token.is_empty() {
+        let offset: u64 = if request.page_token.is_empty() {
             0
         } else {
             request.page_token.parse().map_err(|_| {
@@ -169,21 +170,28 @@ impl FeedbackService for FeedbackApi {
                 )])
             })?
         };
-        let wanted = pb::Verdict::try_from(request.verdict).unwrap_or_default();
-        let verdicts: Vec<pb::LeadVerdict> = self
+        let wanted = match pb::Verdict::try_from(request.verdict).unwrap_or_default() {
+            pb::Verdict::Unspecified => None,
+            pb::Verdict::Fair => Some(VerdictCode::Fair),
+            pb::Verdict::NotFair => Some(VerdictCode::NotFair),
+            pb::Verdict::Undetermined => Some(VerdictCode::Undetermined),
+        };
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        // One more than the page tells whether another page follows.
+        let mut verdicts: Vec<pb::LeadVerdict> = self
             .feedback
-            .verdicts(from, to)
+            .verdicts(from, to, wanted, offset, limit.saturating_add(1))
             .await
             .map_err(status_of)?
             .iter()
             .map(verdict)
-            .filter(|v| wanted == pb::Verdict::Unspecified || v.verdict == wanted as i32)
             .collect();
-        let page: Vec<_> = verdicts.iter().skip(offset).take(limit).cloned().collect();
-        let next = offset + page.len();
+        let more = verdicts.len() as u64 > limit;
+        verdicts.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = offset + verdicts.len() as u64;
         Ok(Response::new(pb::ListVerdictsResponse {
-            verdicts: page,
-            next_page_token: if next < verdicts.len() {
+            verdicts,
+            next_page_token: if more {
                 next.to_string()
             } else {
                 String::new()

@@ -3,12 +3,13 @@
 //! channel show what actually happened to leads, and every lead gets a fair-chance verdict, so
 //! a lost lead is attributed to lead quality or to the system that failed it. Read top-down:
 //! [`domain`] (the rules, pure), [`playbook`] (the fair-chance rule), [`store`]
-//! (persistence), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
+//! (persistence), [`queries`] (the reports in SQL), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
 
 pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod playbook;
+pub mod queries;
 pub mod scopes;
 pub mod service;
 pub mod store;
@@ -76,11 +77,17 @@ impl ServiceSpec for FeedbackService {
             ));
         }
         let playbook = ctx.playbook::<playbook::FeedbackPlaybook>()?;
-        let feedback = service::Feedback::new(
-            store::Store::new(ctx.db.clone()),
-            playbook,
-            ctx.clock.clone(),
-        );
+        let store = store::Store::new(ctx.db.clone());
+        // Facts written before the figure columns existed (or by an older derivation) get
+        // their figures before any report or consumer reads or writes them.
+        let refreshed = store
+            .refresh_figures()
+            .await
+            .map_err(|e| StartError::Other(format!("refreshing feedback's report figures: {e}")))?;
+        if refreshed > 0 {
+            tracing::info!(refreshed, "recomputed report figures of stored lead facts");
+        }
+        let feedback = service::Feedback::new(store, playbook, ctx.clock.clone());
         for (consumer, source) in upstreams {
             tokio::spawn(runtime::consumer::run(
                 ctx.db.clone(),

@@ -16,9 +16,10 @@ use crate::convert::decode;
 use crate::domain::{
     Attribution, FeedbackError, Filter, Funnel, GroupBy, LeadFact, Observation, OutcomeReason,
     OutcomeStage, Period, RejectionFact, Report, Subject, Timeline, TimelineEntry, Verdict,
-    attribute, check_outcome, funnel, report, timeline, verdict,
+    attribute, check_outcome, timeline, verdict,
 };
 use crate::playbook::FeedbackPlaybook;
+use crate::queries::{ReportRules, VerdictCode};
 use crate::store::{Store, StoredOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +201,17 @@ impl Feedback {
         Ok(Period::new(from, to.unwrap_or_else(|| self.now()))?)
     }
 
-    /// The source report for leads received in `[from, to)`.
+    fn rules(&self) -> ReportRules {
+        let playbook = self.playbook.current();
+        ReportRules {
+            fair_chance: playbook.fair_chance(),
+            targeting: playbook.targeting_reasons(),
+            persistence_touches: playbook.persistence_touches(),
+            now: self.now(),
+        }
+    }
+
+    /// The source report for leads received in `[from, to)`, aggregated by the store.
     pub async fn report(
         &self,
         from: Timestamp,
@@ -208,15 +219,7 @@ impl Feedback {
         by: GroupBy,
     ) -> Result<Report, ServiceError> {
         let period = self.period(from, to)?;
-        let (leads, rejections) = self.facts(period).await?;
-        Ok(report(
-            &leads,
-            &rejections,
-            period,
-            by,
-            &self.playbook.current(),
-            self.now(),
-        ))
+        Ok(self.store.report(period, by, &self.rules()).await?)
     }
 
     /// The funnel for leads received in `[from, to)`, optionally of one source.
@@ -227,21 +230,11 @@ impl Feedback {
         source: Option<String>,
     ) -> Result<Funnel, ServiceError> {
         let period = self.period(from, to)?;
-        let (leads, rejections) = self.facts(period).await?;
         let filter = source.map(|value| Filter {
             by: GroupBy::Source,
             value,
         });
-        Ok(funnel(&leads, &rejections, period, filter.as_ref()))
-    }
-
-    async fn facts(&self, period: Period) -> Result<(Vec<LeadFact>, Vec<RejectionFact>), DbError> {
-        Ok((
-            self.store.facts_between(period.from(), period.to()).await?,
-            self.store
-                .rejections_between(period.from(), period.to())
-                .await?,
-        ))
+        Ok(self.store.funnel(period, filter.as_ref()).await?)
     }
 
     fn judge_fact(&self, fact: LeadFact) -> Judged {
@@ -255,14 +248,24 @@ impl Feedback {
         }
     }
 
-    /// The verdicts of the leads received in `[from, to)`, oldest first.
+    /// One page of the verdicts of the leads received in `[from, to)`, oldest first: `limit`
+    /// of them after skipping `offset`, only those with the verdict `wanted` when given. The
+    /// store selects the page (evaluating the rule in SQL); only its facts are loaded and
+    /// judged here, for the reasons a listing shows.
     pub async fn verdicts(
         &self,
         from: Timestamp,
         to: Option<Timestamp>,
+        wanted: Option<VerdictCode>,
+        offset: u64,
+        limit: u64,
     ) -> Result<Vec<Judged>, ServiceError> {
         let period = self.period(from, to)?;
-        let leads = self.store.facts_between(period.from(), period.to()).await?;
+        let rule = self.playbook.current().fair_chance();
+        let leads = self
+            .store
+            .verdict_page(period, &rule, self.now(), wanted, offset, limit)
+            .await?;
         Ok(leads.into_iter().map(|f| self.judge_fact(f)).collect())
     }
 

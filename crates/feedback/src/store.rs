@@ -8,7 +8,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::domain::timeline::erase_personal_context;
-use crate::domain::{LeadFact, OutcomeReason, OutcomeStage, RejectionFact, TimelineEntry};
+use crate::domain::{
+    FunnelStage, LeadFact, LeadFigures, OutcomeReason, OutcomeStage, RejectionFact, TimelineEntry,
+};
 
 /// An outcome as the CRM reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,8 +41,98 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
     serde_json::to_string(value).map_err(DbError::corrupt)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
     serde_json::from_str(text).map_err(DbError::corrupt)
+}
+
+/// The figure columns of `lead_facts`, in the order [`bind_figures`] binds them.
+const FIGURE_COLUMNS: [&str; 32] = [
+    "lead_id",
+    "figures_version",
+    "received_at",
+    "source",
+    "campaign",
+    "channel",
+    "accepted",
+    "review_of",
+    "may_contact",
+    "activated",
+    "in_sla",
+    "late",
+    "activation_micros",
+    "breaches",
+    "touches_before_response",
+    "persisted_touches",
+    "reached_meeting",
+    "answered",
+    "touches",
+    "touch_span",
+    "follow_up_closed",
+    "enrolled",
+    "grace_from",
+    "unproven_objections",
+    "ended",
+    "lost",
+    "loss_reason",
+    "handed_off",
+    "with_debt",
+    "missing_stages",
+    "objections",
+    "funnel_stage",
+];
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the figures of `fact` in the order of [`FIGURE_COLUMNS`].
+fn bind_figures<'q>(query: AnyQuery<'q>, fact: &LeadFact) -> Result<AnyQuery<'q>, DbError> {
+    let f = LeadFigures::of(fact);
+    let flag = |b: bool| i32::from(b);
+    let int = |n: u32| i64::from(n);
+    let objections = if f.objections.is_empty() {
+        None
+    } else {
+        let counts: std::collections::BTreeMap<&str, u32> =
+            f.objections.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+        Some(json(&counts)?)
+    };
+    let stage = FunnelStage::ALL
+        .iter()
+        .position(|s| *s == f.funnel_stage)
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    Ok(query
+        .bind(fact.lead.to_string())
+        .bind(LeadFigures::VERSION)
+        .bind(fact.received_at.map_or(0, to_micros))
+        .bind(fact.source.clone())
+        .bind(fact.campaign.clone())
+        .bind(fact.channel.clone())
+        .bind(flag(f.accepted))
+        .bind(f.review_of.clone())
+        .bind(flag(f.may_contact))
+        .bind(flag(f.activated))
+        .bind(flag(f.in_sla))
+        .bind(flag(f.late))
+        .bind(f.activation_micros)
+        .bind(int(f.breaches))
+        .bind(f.touches_before_response.map(int))
+        .bind(int(f.persisted_touches))
+        .bind(flag(f.reached_meeting))
+        .bind(flag(f.answered))
+        .bind(int(f.touches))
+        .bind(f.touch_span_micros)
+        .bind(flag(f.follow_up_closed))
+        .bind(flag(f.enrolled))
+        .bind(f.grace_from)
+        .bind(int(f.unproven_objections))
+        .bind(flag(f.ended))
+        .bind(flag(f.lost))
+        .bind(f.loss_reason.map(|r| r.as_str().to_owned()))
+        .bind(flag(f.handed_off))
+        .bind(flag(f.with_debt))
+        .bind(int(f.missing_stages))
+        .bind(objections)
+        .bind(stage))
 }
 
 impl Store {
@@ -72,7 +164,8 @@ impl Store {
             .transpose()
     }
 
-    /// Inserts or replaces a lead's fact; `context` replaces the stored context when given.
+    /// Inserts or replaces a lead's fact, and its row of the figures reports aggregate (see
+    /// [`LeadFigures`]); `context` replaces the stored context when given.
     pub async fn save_fact(
         tx: &mut Tx,
         fact: &LeadFact,
@@ -101,19 +194,74 @@ impl Store {
             .bind(context)
             .execute(&mut **tx)
             .await?;
+        Self::save_figures(tx, fact).await
+    }
+
+    /// Inserts or replaces the figures row of `fact`.
+    async fn save_figures(tx: &mut Tx, fact: &LeadFact) -> Result<(), DbError> {
+        let columns = FIGURE_COLUMNS.join(", ");
+        let placeholders: Vec<String> = (1..=FIGURE_COLUMNS.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        let updates: Vec<String> = FIGURE_COLUMNS[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO lead_figures ({columns}) VALUES ({}) \
+             ON CONFLICT (lead_id) DO UPDATE SET {}",
+            placeholders.join(", "),
+            updates.join(", "),
+        );
+        bind_figures(sqlx::query(&sql), fact)?
+            .execute(&mut **tx)
+            .await?;
         Ok(())
+    }
+
+    /// Recomputes the figures of every fact written by an older derivation (or before the
+    /// figure columns existed) from the fact itself, in batches. Run on start, before the
+    /// consumers, so every report reads current figures.
+    pub async fn refresh_figures(&self) -> Result<u64, DbError> {
+        const BATCH: i64 = 1000;
+        let mut refreshed = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            let rows = sqlx::query(
+                "SELECT f.fact FROM lead_facts f LEFT JOIN lead_figures g ON g.lead_id = f.lead_id \
+                 WHERE g.lead_id IS NULL OR g.figures_version < $1 ORDER BY f.lead_id LIMIT $2",
+            )
+            .bind(LeadFigures::VERSION)
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(refreshed);
+            }
+            for row in &rows {
+                let fact: LeadFact = from_json(&row.try_get::<String, _>("fact")?)?;
+                Self::save_figures(&mut tx, &fact).await?;
+                refreshed += 1;
+            }
+            tx.commit().await?;
+        }
     }
 
     /// Inserts or replaces a rejected submission's fact.
     pub async fn save_rejection(tx: &mut Tx, fact: &RejectionFact) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO rejection_facts (rejection_id, received_at, fact) VALUES ($1, $2, $3) \
+            "INSERT INTO rejection_facts (rejection_id, received_at, fact, source, campaign, channel) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (rejection_id) DO UPDATE SET received_at = excluded.received_at, \
-             fact = excluded.fact",
+             fact = excluded.fact, source = excluded.source, campaign = excluded.campaign, \
+             channel = excluded.channel",
         )
         .bind(fact.rejection.to_string())
         .bind(to_micros(fact.received_at))
         .bind(json(fact)?)
+        .bind(&fact.source)
+        .bind(&fact.campaign)
+        .bind(&fact.channel)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -162,44 +310,6 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(())
-    }
-
-    /// Facts of the leads received in `[from, to)`.
-    pub async fn facts_between(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<LeadFact>, DbError> {
-        let rows = sqlx::query(
-            "SELECT fact FROM lead_facts WHERE received_at >= $1 AND received_at < $2 \
-             ORDER BY received_at, lead_id",
-        )
-        .bind(to_micros(from))
-        .bind(to_micros(to))
-        .fetch_all(self.db.reader())
-        .await?;
-        rows.iter()
-            .map(|r| from_json(&r.try_get::<String, _>("fact")?))
-            .collect()
-    }
-
-    /// Rejected submissions received in `[from, to)`.
-    pub async fn rejections_between(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<RejectionFact>, DbError> {
-        let rows = sqlx::query(
-            "SELECT fact FROM rejection_facts WHERE received_at >= $1 AND received_at < $2 \
-             ORDER BY received_at, rejection_id",
-        )
-        .bind(to_micros(from))
-        .bind(to_micros(to))
-        .fetch_all(self.db.reader())
-        .await?;
-        rows.iter()
-            .map(|r| from_json(&r.try_get::<String, _>("fact")?))
-            .collect()
     }
 
     /// A lead's fact and preserved context.
@@ -294,7 +404,7 @@ impl Store {
     /// transaction, for the caller to re-apply the outcomes feedback owns before committing.
     pub async fn clear_projections(&self) -> Result<Tx, DbError> {
         let mut tx = self.db.begin().await?;
-        for table in ["lead_facts", "rejection_facts", "timeline"] {
+        for table in ["lead_facts", "lead_figures", "rejection_facts", "timeline"] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await?;

@@ -9,16 +9,18 @@
 //! - [`verdict`](mod@verdict): did the system give a lead a fair chance, and so who is to
 //!   blame for a lost one: targeting or the system;
 //! - [`report`](mod@report): the per source / campaign / channel report and the funnel;
+//! - [`figures`]: a fact flattened into the numbers and flags reports aggregate;
 //! - [`timeline`](mod@timeline): one lead's history, in order, with its preserved context.
 
 pub mod fact;
+pub mod figures;
 pub mod observation;
 pub mod report;
 pub mod timeline;
 pub mod verdict;
 
 #[cfg(test)]
-mod replay;
+pub(crate) mod replay;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -29,10 +31,12 @@ pub use fact::{
     BeliefDebt, Breach, DoNotContact, FollowUpEnd, LeadFact, ObjectionRecord, OutcomeRecord,
     Projection, ProofDelivery, RejectionFact, Review, TouchRecord,
 };
+pub use figures::LeadFigures;
 pub use observation::{Observation, Rejected, Subject};
 pub use report::{
     AttributionCounts, Average, BeliefDebtSummary, Filter, Funnel, FunnelStage, FunnelStep,
-    GroupBy, GroupReport, Period, Report, Share, VerdictCounts, funnel, nearest_rank, report,
+    GroupBy, GroupReport, Period, Report, Share, VerdictCounts, funnel, funnel_of_counts,
+    nearest_rank, nearest_rank_of, report,
 };
 pub use timeline::{Timeline, TimelineEntry, timeline};
 pub use verdict::{Attribution, FairChanceRule, Shortfall, Verdict, attribute, verdict};

@@ -434,7 +434,7 @@ fn history() -> Vec<Observation> {
 /// The projections the service would hold: the history replayed one stream after another
 /// (CRM outcomes first, intake last), as a feedback that caught up on each upstream service in
 /// turn would see it. It must equal the lead-by-lead replay.
-fn projection() -> Projection {
+pub(crate) fn projection() -> Projection {
     let mut streamed = history();
     streamed.sort_by_key(|o| std::cmp::Reverse(stream(o)));
     let mut by_stream = Projection::default();
@@ -449,11 +449,11 @@ fn projection() -> Projection {
     by_stream
 }
 
-fn period() -> Period {
+pub(crate) fn period() -> Period {
     Period::new(t(1, "00:00"), t(32, "00:00")).unwrap()
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     t(61, "00:00")
 }
 

@@ -234,10 +234,16 @@ impl Report {
 /// ⌈p·n/100⌉ (1-based). So the median of an even count is the lower middle value, and every
 /// percentile is a value that occurred. `None` when empty.
 pub fn nearest_rank<T: Copy>(sorted: &[T], p: u32) -> Option<T> {
-    let n = sorted.len();
-    let p = usize::try_from(p.clamp(1, 100)).unwrap_or(100);
-    let rank = (p * n).div_ceil(100).max(1);
+    let n = u64::try_from(sorted.len()).unwrap_or(u64::MAX);
+    let rank = usize::try_from(nearest_rank_of(n, p)).unwrap_or(usize::MAX);
     sorted.get(rank - 1).copied()
+}
+
+/// The 1-based rank [`nearest_rank`] takes the `p`-th percentile from among `n` values:
+/// ⌈p·n/100⌉, at least 1.
+pub fn nearest_rank_of(n: u64, p: u32) -> u64 {
+    let p = u64::from(p.clamp(1, 100));
+    p.saturating_mul(n).div_ceil(100).max(1)
 }
 
 /// One lead with what is decided about it.
@@ -496,7 +502,15 @@ pub fn funnel(
         .filter(|r| !reviewed.contains(&r.rejection))
         .count() as u64;
     *reached.entry(FunnelStage::Received).or_default() += unreviewed;
+    funnel_of_counts(&reached, period, filter)
+}
 
+/// The funnel from how many leads (submissions, for received) stopped at each stage.
+pub fn funnel_of_counts(
+    reached: &BTreeMap<FunnelStage, u64>,
+    period: Period,
+    filter: Option<&Filter>,
+) -> Funnel {
     // A lead counts at its furthest stage and every stage before it.
     let counts: Vec<(FunnelStage, u64)> = FunnelStage::ALL
         .iter()

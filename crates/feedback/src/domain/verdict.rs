@@ -282,10 +282,16 @@ fn persistence_open(fact: &LeadFact, rule: &FairChanceRule, now: Timestamp) -> b
     if fact.enrolled_at.is_some() {
         return true;
     }
-    let grace = rule.min_span.max(ENROLMENT_GRACE);
+    let grace = enrolment_grace(rule);
     fact.activated_at
         .or(fact.received_at)
         .is_none_or(|start| now < start.checked_add(grace).unwrap_or(Timestamp::MAX))
+}
+
+/// How long after activation (or arrival) a lead not enrolled in a cadence still counts as
+/// having follow-up ahead of it.
+pub fn enrolment_grace(rule: &FairChanceRule) -> SignedDuration {
+    rule.min_span.max(ENROLMENT_GRACE)
 }
 
 /// Who is to blame for a lost or disqualified lead.
