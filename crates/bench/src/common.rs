@@ -131,6 +131,7 @@ pub fn machine_cpu() -> Option<(f64, f64)> {
 /// Which service a child is, for the call that tells it is serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    Intake,
     Activation,
     Followup,
 }
@@ -138,6 +139,7 @@ pub enum Kind {
 impl Kind {
     pub fn binary(self) -> &'static str {
         match self {
+            Self::Intake => "fairchance-intake",
             Self::Activation => "fairchance-activation",
             Self::Followup => "fairchance-followup",
         }
@@ -145,6 +147,7 @@ impl Kind {
 
     fn package(self) -> &'static str {
         match self {
+            Self::Intake => "intake",
             Self::Activation => "activation",
             Self::Followup => "followup",
         }
@@ -165,6 +168,17 @@ impl Kind {
         let nil = uuid::Uuid::nil().to_string();
         // Any answer (NOT_FOUND for a lead nobody has) means the service is serving.
         let answer = match self {
+            Self::Intake => {
+                use proto::intake::v1::GetLeadRequest;
+                use proto::intake::v1::intake_service_client::IntakeServiceClient;
+                let mut client = IntakeServiceClient::new(channel);
+                tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.get_lead(GetLeadRequest { lead_id: nil }),
+                )
+                .await
+                .map(|r| r.map(drop))
+            }
             Self::Activation => {
                 use proto::activation::v1::GetActivationRequest;
                 use proto::activation::v1::activation_service_client::ActivationServiceClient;

@@ -10,6 +10,7 @@ mod fanout_bench;
 mod feedback_bench;
 mod followup_bench;
 mod intake_bench;
+mod overload_bench;
 mod timers_bench;
 
 use std::path::PathBuf;
@@ -44,7 +45,8 @@ pub struct Args {
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
     /// Run only these parts (comma-separated or repeated): `intake`, `activation`, `timers`
-    /// (both of: `timers-sla`, `timers-dispatch`), `followup`, `fanout`, `feedback`. Empty runs everything.
+    /// (both of: `timers-sla`, `timers-dispatch`), `followup`, `fanout`, `feedback`,
+    /// `overload`. Empty runs everything.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Open SLA timers (activations waiting for their first action) seeded for `timers-sla`.
@@ -90,6 +92,13 @@ pub struct Args {
     /// Whether `feedback` measures on SQLite too, after PostgreSQL.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub feedback_sqlite: bool,
+    /// Intake's concurrency limit (`FAIRCHANCE_CONCURRENCY_LIMIT`) in `overload`; the
+    /// sustainable rate is measured at half of it in flight.
+    #[arg(long, default_value_t = 64)]
+    pub overload_limit: usize,
+    /// How many times the sustainable rate `overload` offers.
+    #[arg(long, default_value_t = 10.0)]
+    pub overload_factor: f64,
 }
 
 impl Args {
@@ -152,9 +161,12 @@ async fn main() -> anyhow::Result<()> {
     if args.runs("feedback") {
         rows.extend(feedback_bench::run(&args).await?);
     }
+    if args.runs("overload") {
+        rows.extend(overload_bench::run(&args).await?);
+    }
     if rows.is_empty() {
         anyhow::bail!(
-            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup, fanout, feedback",
+            "--only {:?} selects nothing: parts are intake, activation, timers (timers-sla, timers-dispatch), followup, fanout, feedback, overload",
             args.only
         );
     }

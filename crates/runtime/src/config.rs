@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// In-flight calls across all connections; beyond it calls are shed with
     /// RESOURCE_EXHAUSTED rather than queued (`FAIRCHANCE_CONCURRENCY_LIMIT`).
     pub concurrency_limit: usize,
+    /// Streams one caller may hold open at once (`FAIRCHANCE_MAX_STREAMS_PER_CALLER`); see
+    /// [`crate::streams`].
+    pub max_streams_per_caller: usize,
     /// Largest message a service accepts or sends (`FAIRCHANCE_MAX_MESSAGE_BYTES`); outgoing
     /// calls use the same limit in both directions.
     pub max_message_bytes: usize,
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
+            max_streams_per_caller: 256,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             drain_timeout: Duration::from_secs(25),
             health_interval: Duration::from_secs(5),
@@ -332,6 +336,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FAIRCHANCE_PLAYBOOK",
     "FAIRCHANCE_REQUEST_TIMEOUT",
     "FAIRCHANCE_CONCURRENCY_LIMIT",
+    "FAIRCHANCE_MAX_STREAMS_PER_CALLER",
     "FAIRCHANCE_MAX_MESSAGE_BYTES",
     "FAIRCHANCE_DRAIN_TIMEOUT",
     "FAIRCHANCE_HEALTH_INTERVAL",
@@ -421,6 +426,15 @@ impl ServiceConfig {
             &mut errors,
             "FAIRCHANCE_CONCURRENCY_LIMIT",
             server_defaults.concurrency_limit,
+            |s| match s.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err("expected a whole number of at least 1".into()),
+            },
+        );
+        let max_streams_per_caller = sources.parse_with(
+            &mut errors,
+            "FAIRCHANCE_MAX_STREAMS_PER_CALLER",
+            server_defaults.max_streams_per_caller,
             |s| match s.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(n),
                 _ => Err("expected a whole number of at least 1".into()),
@@ -546,6 +560,7 @@ impl ServiceConfig {
             server: ServerConfig {
                 request_timeout,
                 concurrency_limit,
+                max_streams_per_caller,
                 max_message_bytes,
                 drain_timeout,
                 health_interval,

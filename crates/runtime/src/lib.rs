@@ -22,6 +22,7 @@ pub mod pii;
 pub mod playbook;
 pub mod server;
 pub mod service;
+pub mod streams;
 pub mod telemetry;
 pub mod timers;
 pub mod tls;

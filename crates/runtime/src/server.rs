@@ -26,6 +26,7 @@ use crate::auth::{AuthLayer, RpcScopes, ScopeTable};
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::metrics::RpcMetricsLayer;
+use crate::streams::StreamLimitLayer;
 
 /// HTTP/2 flow-control window per stream.
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
@@ -136,10 +137,17 @@ pub async fn serve(
     // Nagle's algorithm adds ~40 ms to the latency tail.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     // Metrics outermost, so calls refused by auth or shed by the limits are counted; auth
-    // before the limits, so calls without a token take no slot.
+    // before the limits, so calls without a token take no slot and streams are counted by
+    // the caller's name.
+    let streaming = crate::streams::streaming_paths(proto::FILE_DESCRIPTOR_SET)
+        .map_err(crate::auth::ScopeError::from)?;
     let layers = ServiceBuilder::new()
         .layer(RpcMetricsLayer)
         .layer(AuthLayer::new(config.auth.clone(), scope_table))
+        .layer(StreamLimitLayer::new(
+            streaming,
+            config.max_streams_per_caller,
+        ))
         .layer(limits(config.concurrency_limit));
 
     let mut builder = tonic::transport::Server::builder();

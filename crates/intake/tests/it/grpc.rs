@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic_types::StatusExt;
 
+/// A small stream cap, to see it enforced.
+const STREAMS_PER_CALLER: usize = 3;
+
 struct Running {
     client: IntakeServiceClient<tonic::transport::Channel>,
     stop: CancellationToken,
@@ -29,6 +32,7 @@ async fn start() -> Running {
     .unwrap();
     config.server = ServerConfig {
         max_message_bytes: 64 * 1024,
+        max_streams_per_caller: STREAMS_PER_CALLER,
         ..Default::default()
     };
     let ctx = ServiceContext {
@@ -361,5 +365,61 @@ async fn erase_contact_answers_with_ids_and_names_bad_fields() {
         .into_inner();
     let contact = kept.lead.unwrap().input.unwrap().contact.unwrap();
     assert!(contact.email.is_empty() && contact.name.is_empty());
+    r.stop.cancel();
+}
+
+/// One caller cannot hold more than its share of open streams: the next is refused with
+/// RESOURCE_EXHAUSTED naming the limit, and closing one frees its slot. Unary calls are not
+/// counted.
+#[tokio::test]
+async fn a_caller_holds_at_most_its_share_of_open_streams() {
+    let r = start().await;
+    let subscribe = || {
+        let mut client = r.client.clone();
+        async move {
+            client
+                .subscribe(pb::SubscribeRequest::default())
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..STREAMS_PER_CALLER {
+        open.push(subscribe().await.expect("within the cap"));
+    }
+    let refused = subscribe().await.expect_err("one stream too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused
+            .message()
+            .contains("FAIRCHANCE_MAX_STREAMS_PER_CALLER"),
+        "{refused:?}"
+    );
+    // Unary calls go on.
+    r.client
+        .clone()
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(lead("streams@engines.de")),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("a unary call is not a stream");
+
+    // The client closes one: the server notices and gives the slot back.
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..100 {
+        match subscribe().await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    assert!(reopened.is_some(), "a closed stream frees its slot");
     r.stop.cancel();
 }
