@@ -138,14 +138,41 @@ struct Report {
 #[derive(Debug, Serialize)]
 struct Machine {
     cpus: usize,
+    /// `model name` from `/proc/cpuinfo`, when there is one.
+    cpu_model: String,
+    /// Total memory, from `/proc/meminfo`.
+    memory_gib: f64,
     os: String,
     when: String,
     postgres: String,
+    /// The 1-minute load average when the run started and when it ended: figures taken on a
+    /// busy machine compare only as ratios within the run.
+    load_at_start: f64,
+    load_at_end: f64,
+}
+
+/// The first `key: value` line of a `/proc` file, the value trimmed.
+fn proc_field(file: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let load_at_start = load_average();
     let mut rows = Vec::new();
     if args.runs("intake") {
         rows.extend(intake_bench::run(&args).await?);
@@ -176,6 +203,10 @@ async fn main() -> anyhow::Result<()> {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            cpu_model: proc_field("/proc/cpuinfo", "model name").unwrap_or_default(),
+            memory_gib: proc_field("/proc/meminfo", "MemTotal")
+                .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(f64::NAN, |kb| kb / 1024.0 / 1024.0),
             os: std::env::consts::OS.to_owned(),
             when: jiff::Timestamp::now().to_string(),
             postgres: args
@@ -184,6 +215,8 @@ async fn main() -> anyhow::Result<()> {
                 .next()
                 .unwrap_or_default()
                 .to_owned(),
+            load_at_start,
+            load_at_end: load_average(),
         },
         rows,
     };
