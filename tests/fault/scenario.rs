@@ -1,0 +1,613 @@
+//! The run: start the suite, stream leads, inject faults, drain, check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::activation::v1 as apb;
+use proto::intake::v1 as ipb;
+use tonic::transport::Channel;
+
+use crate::events::{LiveReader, Source, payload, replay};
+use crate::procs::Service;
+use crate::proxy::Proxy;
+
+/// Everyone works around the clock; every lead has 3 s for its first action, then goes to
+/// the next owner once, then to the manager.
+const PLAYBOOK: &str = r#"
+[intake]
+
+[activation]
+default_team = "sales"
+
+[activation.escalation]
+max_reassignments = 1
+routing_delay = "1m"
+
+[[activation.teams]]
+id = "sales"
+name = "Sales"
+manager = "mia"
+timezone = "UTC"
+hours = "mon-sun 00:00-24:00"
+
+[[activation.teams]]
+id = "leadership"
+name = "Leadership"
+manager = "mia"
+timezone = "UTC"
+hours = "mon-sun 00:00-24:00"
+
+[[activation.owners]]
+id = "anna"
+name = "Anna"
+team = "sales"
+timezone = "UTC"
+hours = "mon-sun 00:00-24:00"
+capacity = 100000
+
+[[activation.owners]]
+id = "ben"
+name = "Ben"
+team = "sales"
+timezone = "UTC"
+hours = "mon-sun 00:00-24:00"
+capacity = 100000
+
+[[activation.owners]]
+id = "mia"
+name = "Mia"
+team = "leadership"
+timezone = "UTC"
+hours = "mon-sun 00:00-24:00"
+capacity = 100000
+
+[[activation.sla]]
+name = "fast"
+window = "3s"
+
+[[activation.plans]]
+name = "call"
+channel = "call"
+template = "opener"
+alternatives = ["email"]
+
+[followup]
+timezone = "UTC"
+business_hours = "mon-sun 00:00-24:00"
+default_cadence = "quick"
+
+[followup.frequency_cap]
+touches = 100
+window = "1h"
+
+[[followup.cadences]]
+id = "quick"
+default_template = "case-study"
+steps = [
+  { delay = "2s", channel = "email", strategy = "value", template = "intro" },
+  { delay = "2s", channel = "call", strategy = "proof", template = "proof-call" },
+]
+"#;
+
+/// Leads per second and how long they are sent.
+const RATE: u32 = 25;
+const STREAM: Duration = Duration::from_secs(40);
+
+/// What became of one SubmitLead: acknowledged with the lead's id, or unknown (it failed or
+/// timed out, so it may or may not have happened).
+#[derive(Debug, Clone)]
+enum Outcome {
+    Acked(String),
+    Maybe,
+}
+
+/// The whole suite as processes.
+struct Suite {
+    intake: Service,
+    activation: [Service; 2],
+    followup: [Service; 2],
+    proof: Service,
+    feedback: Service,
+}
+
+impl Suite {
+    async fn start(dir: &std::path::Path, urls: &BTreeMap<&str, String>) -> Self {
+        let playbook = dir.join("playbook.toml");
+        std::fs::write(&playbook, PLAYBOOK).expect("write playbook");
+        let base = |service: &str| -> Vec<(&'static str, String)> {
+            vec![
+                ("DATABASE_URL", urls[service].clone()),
+                ("FAIRCHANCE_PLAYBOOK", playbook.display().to_string()),
+                ("FAIRCHANCE_HEALTH_INTERVAL", "250ms".into()),
+                ("FAIRCHANCE_DB_MAX_CONNECTIONS", "4".into()),
+            ]
+        };
+        let with = |service: &str, extra: &[(&'static str, String)]| {
+            let mut env = base(service);
+            env.extend(extra.iter().cloned());
+            env
+        };
+        let mut intake = Service::start("intake", "intake", dir, &base("intake"));
+        intake.wait_serving(Duration::from_secs(60)).await;
+        let intake_url = ("FAIRCHANCE_INTAKE_URL", intake.url());
+        let mut activation = [1, 2].map(|n| {
+            Service::start(
+                "activation",
+                &format!("activation-{n}"),
+                dir,
+                &with("activation", std::slice::from_ref(&intake_url)),
+            )
+        });
+        for replica in &mut activation {
+            replica.wait_serving(Duration::from_secs(60)).await;
+        }
+        // Proof listens before followup, which calls it, starts; it subscribes to followup
+        // and activation lazily, so the order among them does not matter for correctness.
+        let proof_addr = free_addr();
+        let proof_url = format!("http://{proof_addr}");
+        // Each followup replica follows its own activation replica, so killing one
+        // activation replica breaks one followup replica's subscription.
+        let mut followup = [0, 1].map(|i| {
+            Service::start(
+                "followup",
+                &format!("followup-{}", i + 1),
+                dir,
+                &with(
+                    "followup",
+                    &[
+                        intake_url.clone(),
+                        ("FAIRCHANCE_ACTIVATION_URL", activation[i].url()),
+                        ("FAIRCHANCE_PROOF_URL", proof_url.clone()),
+                    ],
+                ),
+            )
+        });
+        for replica in &mut followup {
+            replica.wait_serving(Duration::from_secs(60)).await;
+        }
+        let mut proof = Service::start_at(
+            "proof",
+            "proof",
+            dir,
+            proof_addr,
+            &with(
+                "proof",
+                &[
+                    ("FAIRCHANCE_ACTIVATION_URL", activation[0].url()),
+                    ("FAIRCHANCE_FOLLOWUP_URL", followup[0].url()),
+                ],
+            ),
+        );
+        proof.wait_serving(Duration::from_secs(60)).await;
+        let mut feedback = Service::start(
+            "feedback",
+            "feedback",
+            dir,
+            &with(
+                "feedback",
+                &[
+                    intake_url.clone(),
+                    ("FAIRCHANCE_ACTIVATION_URL", activation[0].url()),
+                    ("FAIRCHANCE_FOLLOWUP_URL", followup[0].url()),
+                    ("FAIRCHANCE_PROOF_URL", proof.url()),
+                ],
+            ),
+        );
+        feedback.wait_serving(Duration::from_secs(60)).await;
+        Self {
+            intake,
+            activation,
+            followup,
+            proof,
+            feedback,
+        }
+    }
+}
+
+impl Suite {
+    fn all(&mut self) -> impl Iterator<Item = &mut Service> {
+        [&mut self.intake, &mut self.proof, &mut self.feedback]
+            .into_iter()
+            .chain(self.activation.iter_mut())
+            .chain(self.followup.iter_mut())
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn through(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("database url scheme");
+    let (user, rest) = match rest.split_once('@') {
+        Some((user, rest)) => (format!("{user}@"), rest),
+        None => (String::new(), rest),
+    };
+    let (_, path) = rest.split_once('/').expect("database url path");
+    format!("{scheme}://{user}{addr}/{path}")
+}
+
+/// The host and port of a PostgreSQL URL.
+fn server_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").expect("scheme").1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split('/').next().expect("authority");
+    use std::net::ToSocketAddrs;
+    authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("cannot resolve {authority}"))
+}
+
+fn submission(n: u32) -> ipb::SubmitLeadRequest {
+    ipb::SubmitLeadRequest {
+        lead: Some(ipb::LeadInput {
+            contact: Some(ipb::Contact {
+                name: format!("Lead {n}"),
+                email: email(n),
+                company: "Engines".into(),
+                ..Default::default()
+            }),
+            source: Some(ipb::SourceContext {
+                source: "website-demo-form".into(),
+                campaign: "fault".into(),
+                message: "Can we see routing for 40 reps?".into(),
+                ..Default::default()
+            }),
+            intent: Some(ipb::IntentSignal {
+                kind: ipb::IntentKind::DemoRequest as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        idempotency_key: format!("fault-{n}"),
+    }
+}
+
+fn email(n: u32) -> String {
+    format!("lead-{n}@fault.example")
+}
+
+/// Submits lead `n`, retrying with the same idempotency key for up to 10 s.
+async fn submit(channel: Channel, n: u32) -> Outcome {
+    let mut client = ipb::intake_service_client::IntakeServiceClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let call = client.submit_lead(submission(n));
+        if let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(3), call).await
+            && let Some(lead) = answer.into_inner().lead
+        {
+            return Outcome::Acked(lead.lead_id);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Outcome::Maybe
+}
+
+/// Owners act on some leads: those whose id ends in an even hex digit get a first action as
+/// soon as they are assigned; the rest breach.
+fn acts_on(lead_id: &str) -> bool {
+    lead_id
+        .chars()
+        .last()
+        .and_then(|c| c.to_digit(16))
+        .is_some_and(|d| d % 2 == 0)
+}
+
+async fn first_action(channels: [Channel; 2], lead_id: String, owner_id: String) {
+    for attempt in 0..10 {
+        let mut client = apb::activation_service_client::ActivationServiceClient::new(
+            channels[attempt % 2].clone(),
+        );
+        let call = client.record_first_action(apb::RecordFirstActionRequest {
+            lead_id: lead_id.clone(),
+            owner_id: owner_id.clone(),
+            channel: apb::Channel::Call as i32,
+            template_id: "opener".into(),
+            ..Default::default()
+        });
+        match tokio::time::timeout(Duration::from_secs(3), call).await {
+            Ok(Ok(_)) => return,
+            // Refused for a reason (the lead breached first): the owner gives up.
+            Ok(Err(status))
+                if !matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Unknown
+                        | tonic::Code::Internal
+                        | tonic::Code::Cancelled
+                ) =>
+            {
+                return;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// Polls `condition` every 500 ms until it holds or `timeout` passes; whether it held.
+async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Lost, duplicated and unexpected items of one check, printed and asserted together.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: usize,
+    lost: Vec<String>,
+    duplicated: Vec<String>,
+    unexpected: Vec<String>,
+}
+
+impl Tally {
+    fn report(&self, what: &str) -> String {
+        format!(
+            "{what}: ok {}, lost {}, duplicated {}, unexpected {}{}",
+            self.ok,
+            self.lost.len(),
+            self.duplicated.len(),
+            self.unexpected.len(),
+            if self.is_clean() {
+                String::new()
+            } else {
+                format!(
+                    " (lost {:?}, duplicated {:?}, unexpected {:?})",
+                    first(&self.lost),
+                    first(&self.duplicated),
+                    first(&self.unexpected)
+                )
+            }
+        )
+    }
+
+    fn is_clean(&self) -> bool {
+        self.lost.is_empty() && self.duplicated.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+fn first(items: &[String]) -> &[String] {
+    &items[..items.len().min(5)]
+}
+
+pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
+    let dbs = ["intake", "activation", "followup", "proof", "feedback"];
+    let mut test_dbs = Vec::new();
+    for _ in dbs {
+        let Some(db) = testkit::TestDb::postgres().await else {
+            return;
+        };
+        test_dbs.push(db);
+    }
+    let proxy = Proxy::start(server_of(&test_dbs[0].url)).await;
+    let urls: BTreeMap<&str, String> = dbs
+        .iter()
+        .zip(&test_dbs)
+        .map(|(name, db)| (*name, through(&db.url, proxy.addr)))
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let begun = Instant::now();
+    let mut suite = Suite::start(dir.path(), &urls).await;
+    eprintln!(
+        "fault: suite up after {:?}, logs in {}",
+        begun.elapsed(),
+        dir.path().display()
+    );
+
+    let intake = suite.intake.channel();
+    let activation = [suite.activation[0].channel(), suite.activation[1].channel()];
+
+    // The owners: watch activation live and act on some assigned leads.
+    let owners = {
+        let channels = activation.clone();
+        LiveReader::start(Source::Activation, activation[0].clone(), move |event| {
+            if event.event_type != "LeadAssigned" {
+                return;
+            }
+            let Some(assigned) = payload::<apb::LeadAssigned>(event).and_then(|e| e.activation)
+            else {
+                return;
+            };
+            if acts_on(&assigned.lead_id) {
+                tokio::spawn(first_action(
+                    channels.clone(),
+                    assigned.lead_id,
+                    assigned.owner_id,
+                ));
+            }
+        })
+    };
+
+    // The lead stream, and the faults while it runs.
+    let outcomes: Arc<Mutex<BTreeMap<u32, Outcome>>> = Arc::default();
+    let stream = {
+        let (intake, outcomes) = (intake.clone(), Arc::clone(&outcomes));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE);
+            let mut calls = Vec::new();
+            let started = Instant::now();
+            let mut n = 0;
+            while started.elapsed() < STREAM {
+                tick.tick().await;
+                let (intake, outcomes) = (intake.clone(), Arc::clone(&outcomes));
+                calls.push(tokio::spawn(async move {
+                    let outcome = submit(intake, n).await;
+                    outcomes.lock().expect("outcomes").insert(n, outcome);
+                }));
+                n += 1;
+            }
+            for call in calls {
+                call.await.expect("submit task");
+            }
+        })
+    };
+    let since = Instant::now();
+    let at = |secs: u64| tokio::time::sleep_until((since + Duration::from_secs(secs)).into());
+
+    at(5).await;
+    eprintln!("fault: SIGKILL activation-2");
+    suite.activation[1].kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    suite.activation[1].restart();
+    suite.activation[1]
+        .wait_serving(Duration::from_secs(60))
+        .await;
+    eprintln!("fault: activation-2 back after {:?}", since.elapsed());
+
+    stream.await.expect("lead stream");
+    let outcomes = outcomes.lock().expect("outcomes").clone();
+    let acked: BTreeMap<String, u32> = outcomes
+        .iter()
+        .filter_map(|(n, o)| match o {
+            Outcome::Acked(id) => Some((id.clone(), *n)),
+            Outcome::Maybe => None,
+        })
+        .collect();
+    let maybe: BTreeSet<u32> = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Maybe))
+        .map(|(n, _)| *n)
+        .collect();
+    eprintln!(
+        "fault: {} submitted, {} acknowledged, {} maybe",
+        outcomes.len(),
+        acked.len(),
+        maybe.len()
+    );
+
+    // Drain: every acknowledged lead assigned and then activated or flagged.
+    let settled = |events: &[proto::events::v1::Event]| {
+        let mut assigned = BTreeSet::new();
+        let mut decided = BTreeSet::new();
+        for event in events {
+            match event.event_type.as_str() {
+                "LeadAssigned" => {
+                    assigned.insert(event.aggregate_id.clone());
+                }
+                "LeadActivated" | "SlaBreached" => {
+                    decided.insert(event.aggregate_id.clone());
+                }
+                _ => {}
+            }
+        }
+        acked
+            .keys()
+            .all(|id| assigned.contains(id) && decided.contains(id))
+    };
+    let drain_started = Instant::now();
+    let drained = eventually(Duration::from_secs(90), || {
+        let channel = activation[0].clone();
+        async move { settled(&replay(Source::Activation, &channel).await) }
+    })
+    .await;
+
+    eprintln!("fault: drained in {:?}", drain_started.elapsed());
+
+    // The checks, on full replays.
+    let intake_log = replay(Source::Intake, &intake).await;
+    let activation_log = replay(Source::Activation, &activation[0]).await;
+    // Leads intake accepted, by the submission they came from (a "maybe" is known here).
+    let mut lead_of: BTreeMap<String, u32> = BTreeMap::new();
+    for event in &intake_log {
+        if let Some(accepted) = payload::<ipb::LeadAccepted>(event)
+            && let Some(lead) = accepted.lead
+            && let Some(n) = lead
+                .input
+                .as_ref()
+                .and_then(|i| i.contact.as_ref())
+                .and_then(|c| c.email.strip_prefix("lead-"))
+                .and_then(|rest| rest.strip_suffix("@fault.example"))
+                .and_then(|n| n.parse::<u32>().ok())
+        {
+            lead_of.insert(lead.lead_id, n);
+        }
+    }
+    let mut assignments: BTreeMap<String, usize> = BTreeMap::new();
+    let mut decided = BTreeSet::new();
+    for event in &activation_log {
+        match event.event_type.as_str() {
+            "LeadAssigned" => *assignments.entry(event.aggregate_id.clone()).or_default() += 1,
+            "LeadActivated" | "SlaBreached" => {
+                decided.insert(event.aggregate_id.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut assigned_once = Tally::default();
+    for id in acked.keys() {
+        match assignments.get(id).copied().unwrap_or(0) {
+            0 => assigned_once.lost.push(id.clone()),
+            1 => assigned_once.ok += 1,
+            _ => assigned_once.duplicated.push(id.clone()),
+        }
+    }
+    for (id, count) in &assignments {
+        if acked.contains_key(id) {
+            continue;
+        }
+        match lead_of.get(id) {
+            Some(n) if maybe.contains(n) && *count == 1 => assigned_once.ok += 1,
+            Some(n) if maybe.contains(n) => assigned_once.duplicated.push(id.clone()),
+            _ => assigned_once.unexpected.push(id.clone()),
+        }
+    }
+    let mut activated_or_flagged = Tally::default();
+    for id in acked.keys() {
+        if decided.contains(id) {
+            activated_or_flagged.ok += 1;
+        } else {
+            activated_or_flagged.lost.push(id.clone());
+        }
+    }
+    let reports = [
+        assigned_once.report("assigned exactly once"),
+        activated_or_flagged.report("activated or flagged"),
+    ];
+    for line in &reports {
+        eprintln!("fault: {line}");
+    }
+    assert!(
+        drained,
+        "not drained within 90 s after the stream: {reports:#?}"
+    );
+    assert!(
+        assigned_once.is_clean() && activated_or_flagged.is_clean(),
+        "{reports:#?}"
+    );
+    assert!(
+        acked.len() as f64 >= 0.5 * outcomes.len() as f64,
+        "most leads must be acknowledged: {} of {}",
+        acked.len(),
+        outcomes.len()
+    );
+    for service in suite.all() {
+        assert!(
+            service.running(),
+            "{} exited:\n{}",
+            service.name,
+            service.log_tail()
+        );
+    }
+    drop(owners);
+    drop(proxy);
+}
