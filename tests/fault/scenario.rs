@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use proto::activation::v1 as apb;
 use proto::intake::v1 as ipb;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::events::{LiveReader, Source, payload, replay};
 use crate::procs::Service;
@@ -351,6 +352,93 @@ where
     }
 }
 
+/// What the services said about their health while the database was away.
+struct Outage {
+    /// Processes that never reported NOT_SERVING while it was away.
+    never_down: Vec<String>,
+    /// Processes that did not report SERVING again after it came back.
+    never_up: Vec<String>,
+    /// Processes that were restarted or exited meanwhile (they must recover in place).
+    restarted: Vec<String>,
+}
+
+impl Outage {
+    fn report(&self) -> String {
+        format!(
+            "health during the database outage: never NOT_SERVING {:?}, not SERVING again {:?}, restarted {:?}",
+            self.never_down, self.never_up, self.restarted
+        )
+    }
+
+    fn is_clean(&self) -> bool {
+        self.never_down.is_empty() && self.never_up.is_empty() && self.restarted.is_empty()
+    }
+}
+
+/// The overall health of every process, by name.
+async fn health_of(addrs: &[(String, SocketAddr)]) -> BTreeMap<String, Option<ServingStatus>> {
+    let checks = addrs
+        .iter()
+        .map(|(name, addr)| async move { (name.clone(), crate::procs::health(*addr).await) });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Polls every process's health until each has reported `status` at least once, or
+/// `timeout` passes; the processes that did.
+async fn until_all(
+    addrs: &[(String, SocketAddr)],
+    status: ServingStatus,
+    timeout: Duration,
+) -> BTreeSet<String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = BTreeSet::new();
+    while seen.len() < addrs.len() && Instant::now() < deadline {
+        for (name, reported) in health_of(addrs).await {
+            if reported == Some(status) {
+                seen.insert(name);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+/// Cuts the database away for 4 s, watching every process's gRPC health: each must report
+/// NOT_SERVING while it is away and SERVING again afterwards, as the same process.
+async fn database_outage(suite: &mut Suite, proxy: &Proxy) -> Outage {
+    let addrs: Vec<(String, SocketAddr)> = suite.all().map(|s| (s.name.clone(), s.addr)).collect();
+    let pids: Vec<Option<u32>> = suite.all().map(|s| s.pid()).collect();
+    eprintln!("fault: database cut");
+    proxy.cut();
+    let cut_at = Instant::now();
+    let seen_down = until_all(&addrs, ServingStatus::NotServing, Duration::from_secs(15)).await;
+    tokio::time::sleep_until((cut_at + Duration::from_secs(4)).into()).await;
+    proxy.restore();
+    eprintln!("fault: database restored after {:?}", cut_at.elapsed());
+    let seen_up = until_all(&addrs, ServingStatus::Serving, Duration::from_secs(30)).await;
+    let mut restarted = Vec::new();
+    for (service, pid) in suite.all().zip(pids) {
+        if service.pid() != pid || !service.running() {
+            restarted.push(service.name.clone());
+        }
+    }
+    let missing = |seen: &BTreeSet<String>| {
+        addrs
+            .iter()
+            .filter(|(name, _)| !seen.contains(name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    Outage {
+        never_down: missing(&seen_down),
+        never_up: missing(&seen_up),
+        restarted,
+    }
+}
+
 /// Lost, duplicated and unexpected items of one check, printed and asserted together.
 #[derive(Debug, Default)]
 struct Tally {
@@ -474,6 +562,13 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
         .await;
     eprintln!("fault: activation-2 back after {:?}", since.elapsed());
 
+    at(12).await;
+    let outage = database_outage(&mut suite, &proxy).await;
+    eprintln!(
+        "fault: database back, services serving after {:?}",
+        since.elapsed()
+    );
+
     stream.await.expect("lead stream");
     let outcomes = outcomes.lock().expect("outcomes").clone();
     let acked: BTreeMap<String, u32> = outcomes
@@ -582,6 +677,7 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
     let reports = [
         assigned_once.report("assigned exactly once"),
         activated_or_flagged.report("activated or flagged"),
+        outage.report(),
     ];
     for line in &reports {
         eprintln!("fault: {line}");
@@ -591,7 +687,7 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
         "not drained within 90 s after the stream: {reports:#?}"
     );
     assert!(
-        assigned_once.is_clean() && activated_or_flagged.is_clean(),
+        assigned_once.is_clean() && activated_or_flagged.is_clean() && outage.is_clean(),
         "{reports:#?}"
     );
     assert!(
