@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::activation::v1 as apb;
+use proto::events::v1::Event;
+use proto::followup::v1 as fpb;
 use proto::intake::v1 as ipb;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -439,6 +441,31 @@ async fn database_outage(suite: &mut Suite, proxy: &Proxy) -> Outage {
     }
 }
 
+/// The cadence's steps, as `Step.item` names them.
+const STEPS: [&str; 2] = ["step 1", "step 2"];
+
+/// Followup's log, counted: enrolments per lead, and FollowUpDue per lead and step.
+struct Followups {
+    enrolled: BTreeMap<String, usize>,
+    fired: BTreeMap<(String, String), usize>,
+}
+
+impl Followups {
+    fn of(log: &[Event]) -> Self {
+        let mut enrolled = BTreeMap::new();
+        let mut fired = BTreeMap::new();
+        for event in log {
+            if let Some(plan) = payload::<fpb::LeadEnrolled>(event).and_then(|e| e.plan) {
+                *enrolled.entry(plan.lead_id).or_default() += 1;
+            } else if let Some(task) = payload::<fpb::FollowUpDue>(event).and_then(|e| e.task) {
+                let item = task.step.map(|s| s.item).unwrap_or_default();
+                *fired.entry((task.lead_id, item)).or_default() += 1;
+            }
+        }
+        Self { enrolled, fired }
+    }
+}
+
 /// Lost, duplicated and unexpected items of one check, printed and asserted together.
 #[derive(Debug, Default)]
 struct Tally {
@@ -569,6 +596,24 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
         since.elapsed()
     );
 
+    at(20).await;
+    eprintln!("fault: SIGKILL followup-2");
+    suite.followup[1].kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    suite.followup[1].restart();
+    suite.followup[1]
+        .wait_serving(Duration::from_secs(60))
+        .await;
+    eprintln!("fault: followup-2 back after {:?}", since.elapsed());
+
+    at(24).await;
+    eprintln!("fault: proof stopped");
+    suite.proof.kill();
+    at(30).await;
+    suite.proof.restart();
+    suite.proof.wait_serving(Duration::from_secs(60)).await;
+    eprintln!("fault: proof back after {:?}", since.elapsed());
+
     stream.await.expect("lead stream");
     let outcomes = outcomes.lock().expect("outcomes").clone();
     let acked: BTreeMap<String, u32> = outcomes
@@ -591,28 +636,52 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
     );
 
     // Drain: every acknowledged lead assigned and then activated or flagged.
-    let settled = |events: &[proto::events::v1::Event]| {
+    // Drained: every acknowledged lead assigned and then activated or flagged, every
+    // activated lead enrolled, and every enrolled lead's steps fired.
+    let settled = |activation_log: &[Event], followup_log: &[Event]| {
         let mut assigned = BTreeSet::new();
         let mut decided = BTreeSet::new();
-        for event in events {
+        let mut activated = BTreeSet::new();
+        for event in activation_log {
             match event.event_type.as_str() {
                 "LeadAssigned" => {
                     assigned.insert(event.aggregate_id.clone());
                 }
-                "LeadActivated" | "SlaBreached" => {
+                "LeadActivated" => {
+                    decided.insert(event.aggregate_id.clone());
+                    activated.insert(event.aggregate_id.clone());
+                }
+                "SlaBreached" => {
                     decided.insert(event.aggregate_id.clone());
                 }
                 _ => {}
             }
         }
+        let followups = Followups::of(followup_log);
         acked
             .keys()
             .all(|id| assigned.contains(id) && decided.contains(id))
+            && activated
+                .iter()
+                .all(|id| followups.enrolled.contains_key(id))
+            && followups.enrolled.keys().all(|id| {
+                STEPS.iter().all(|step| {
+                    followups
+                        .fired
+                        .contains_key(&(id.clone(), (*step).to_owned()))
+                })
+            })
     };
     let drain_started = Instant::now();
+    let followup = [suite.followup[0].channel(), suite.followup[1].channel()];
     let drained = eventually(Duration::from_secs(90), || {
-        let channel = activation[0].clone();
-        async move { settled(&replay(Source::Activation, &channel).await) }
+        let (activation, followup) = (activation[0].clone(), followup[0].clone());
+        async move {
+            settled(
+                &replay(Source::Activation, &activation).await,
+                &replay(Source::Followup, &followup).await,
+            )
+        }
     })
     .await;
 
@@ -621,6 +690,7 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
     // The checks, on full replays.
     let intake_log = replay(Source::Intake, &intake).await;
     let activation_log = replay(Source::Activation, &activation[0]).await;
+    let followup_log = replay(Source::Followup, &followup[0]).await;
     // Leads intake accepted, by the submission they came from (a "maybe" is known here).
     let mut lead_of: BTreeMap<String, u32> = BTreeMap::new();
     for event in &intake_log {
@@ -639,15 +709,56 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
     }
     let mut assignments: BTreeMap<String, usize> = BTreeMap::new();
     let mut decided = BTreeSet::new();
+    let mut activated = BTreeSet::new();
     for event in &activation_log {
         match event.event_type.as_str() {
             "LeadAssigned" => *assignments.entry(event.aggregate_id.clone()).or_default() += 1,
-            "LeadActivated" | "SlaBreached" => {
+            "LeadActivated" => {
+                decided.insert(event.aggregate_id.clone());
+                activated.insert(event.aggregate_id.clone());
+            }
+            "SlaBreached" => {
                 decided.insert(event.aggregate_id.clone());
             }
             _ => {}
         }
     }
+    let followups = Followups::of(&followup_log);
+    // Every activated lead enrolled once; nobody else.
+    let mut enrolled_once = Tally::default();
+    for id in &activated {
+        match followups.enrolled.get(id).copied().unwrap_or(0) {
+            0 => enrolled_once.lost.push(id.clone()),
+            1 => enrolled_once.ok += 1,
+            _ => enrolled_once.duplicated.push(id.clone()),
+        }
+    }
+    enrolled_once.unexpected = followups
+        .enrolled
+        .keys()
+        .filter(|id| !activated.contains(*id))
+        .cloned()
+        .collect();
+    // Every step of every enrolment fired exactly once; no step of anyone else.
+    let mut fired_once = Tally::default();
+    for id in followups.enrolled.keys() {
+        for step in STEPS {
+            let key = (id.clone(), step.to_owned());
+            match followups.fired.get(&key).copied().unwrap_or(0) {
+                0 => fired_once.lost.push(format!("{id} {step}")),
+                1 => fired_once.ok += 1,
+                _ => fired_once.duplicated.push(format!("{id} {step}")),
+            }
+        }
+    }
+    fired_once.unexpected = followups
+        .fired
+        .iter()
+        .filter(|((id, step), _)| {
+            !followups.enrolled.contains_key(id) || !STEPS.contains(&step.as_str())
+        })
+        .map(|((id, step), count)| format!("{id} {step} x{count}"))
+        .collect();
     let mut assigned_once = Tally::default();
     for id in acked.keys() {
         match assignments.get(id).copied().unwrap_or(0) {
@@ -677,6 +788,8 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
     let reports = [
         assigned_once.report("assigned exactly once"),
         activated_or_flagged.report("activated or flagged"),
+        enrolled_once.report("activated leads enrolled exactly once"),
+        fired_once.report("follow-up steps fired exactly once (FollowUpDue per lead and step)"),
         outage.report(),
     ];
     for line in &reports {
@@ -687,7 +800,11 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
         "not drained within 90 s after the stream: {reports:#?}"
     );
     assert!(
-        assigned_once.is_clean() && activated_or_flagged.is_clean() && outage.is_clean(),
+        assigned_once.is_clean()
+            && activated_or_flagged.is_clean()
+            && enrolled_once.is_clean()
+            && fired_once.is_clean()
+            && outage.is_clean(),
         "{reports:#?}"
     );
     assert!(
