@@ -96,7 +96,8 @@ async fn try_replay(source: Source, channel: Channel) -> Result<Vec<Event>, toni
 /// A subscriber reading `source` live for the whole run.
 pub struct LiveReader {
     pub events: Arc<Mutex<Vec<Event>>>,
-    /// How often the stream broke and was resumed from the last cursor.
+    /// How often it subscribed again from its last cursor (after a broken stream or a
+    /// refused attempt).
     pub resumes: Arc<Mutex<u32>>,
     stop: CancellationToken,
 }

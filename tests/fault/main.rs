@@ -10,9 +10,6 @@
 //! own tests, and building them from inside a test resolves features differently and
 //! rebuilds half the workspace each time; re-executing this binary needs no build at all.
 
-// Parts of the harness the later fault steps use.
-#![allow(dead_code)]
-
 mod events;
 mod procs;
 mod proxy;
@@ -36,14 +33,26 @@ fn main() -> ExitCode {
             }
         };
     }
-    // The parts of libtest's command line Cargo and people use: `--list` and name filters.
+    // The parts of libtest's command line Cargo and people use: `--list`, `--skip NAME` and
+    // name filters; other flags (`--nocapture`, `--test-threads`) change nothing here.
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         println!("{TEST}: test");
         return ExitCode::SUCCESS;
     }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| TEST.contains(f.as_str())) {
+    let mut filters = Vec::new();
+    let mut skipped = false;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--skip" {
+            skipped |= words
+                .next()
+                .is_some_and(|name| TEST.contains(name.as_str()));
+        } else if !word.starts_with('-') {
+            filters.push(word);
+        }
+    }
+    if skipped || (!filters.is_empty() && !filters.iter().any(|f| TEST.contains(f.as_str()))) {
         println!("running 0 tests (filtered out)");
         return ExitCode::SUCCESS;
     }

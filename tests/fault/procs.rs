@@ -148,9 +148,19 @@ impl Service {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// A lazily connecting channel to the service.
+    /// A lazily connecting channel to the service, for unary calls (each has a 3 s
+    /// deadline).
     pub fn channel(&self) -> Channel {
         endpoint(self.addr).connect_lazy()
+    }
+
+    /// A lazily connecting channel without a deadline, for streams that last the whole run
+    /// (a deadline is sent as `grpc-timeout` and would end them).
+    pub fn stream_channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .expect("endpoint")
+            .connect_timeout(Duration::from_millis(500))
+            .connect_lazy()
     }
 }
 

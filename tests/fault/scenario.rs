@@ -10,6 +10,7 @@ use proto::activation::v1 as apb;
 use proto::events::v1::Event;
 use proto::followup::v1 as fpb;
 use proto::intake::v1 as ipb;
+use proto::proof::v1 as ppb;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -304,7 +305,9 @@ fn acts_on(lead_id: &str) -> bool {
         .is_some_and(|d| d % 2 == 0)
 }
 
-async fn first_action(channels: [Channel; 2], lead_id: String, owner_id: String) {
+/// The owner's first action; on some leads the contact then objects to the price, which
+/// proof records (so proof's log has events to check; proof may be away, then it is not).
+async fn first_action(channels: [Channel; 2], proof: Channel, lead_id: String, owner_id: String) {
     for attempt in 0..10 {
         let mut client = apb::activation_service_client::ActivationServiceClient::new(
             channels[attempt % 2].clone(),
@@ -317,7 +320,20 @@ async fn first_action(channels: [Channel; 2], lead_id: String, owner_id: String)
             ..Default::default()
         });
         match tokio::time::timeout(Duration::from_secs(3), call).await {
-            Ok(Ok(_)) => return,
+            Ok(Ok(_)) => {
+                if lead_id.ends_with(['0', '4', '8']) {
+                    let mut proof = ppb::proof_service_client::ProofServiceClient::new(proof);
+                    let _ = proof
+                        .record_objection(ppb::RecordObjectionRequest {
+                            lead_id,
+                            checkpoint: ppb::Checkpoint::Price as i32,
+                            verbatim: "It costs too much".into(),
+                            occurred_at: None,
+                        })
+                        .await;
+                }
+                return;
+            }
             // Refused for a reason (the lead breached first): the owner gives up.
             Ok(Err(status))
                 if !matches!(
@@ -441,6 +457,36 @@ async fn database_outage(suite: &mut Suite, proxy: &Proxy) -> Outage {
     }
 }
 
+/// A live reader's events against the log: `before` is a replay taken once it had caught up
+/// (it must hold all of it), `after` one taken after its snapshot (it must hold nothing
+/// else). Lost, duplicated and unexpected events by id, and whether the order is the log's.
+fn compare(seen: &[Event], before: &[Event], after: &[Event]) -> (Tally, bool) {
+    let mut tally = Tally::default();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in seen {
+        *counts.entry(&event.event_id).or_default() += 1;
+    }
+    let logged: BTreeSet<&str> = after.iter().map(|e| e.event_id.as_str()).collect();
+    for event in before {
+        match counts.get(event.event_id.as_str()) {
+            None => tally.lost.push(event.event_id.clone()),
+            Some(1) => tally.ok += 1,
+            Some(_) => tally.duplicated.push(event.event_id.clone()),
+        }
+    }
+    tally.unexpected = counts
+        .keys()
+        .filter(|id| !logged.contains(*id))
+        .map(|id| (*id).to_owned())
+        .collect();
+    let in_order = seen.len() <= after.len()
+        && seen
+            .iter()
+            .zip(after)
+            .all(|(live, logged)| live.event_id == logged.event_id);
+    (tally, in_order)
+}
+
 /// The cadence's steps, as `Step.item` names them.
 const STEPS: [&str; 2] = ["step 1", "step 2"];
 
@@ -532,25 +578,56 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
     let intake = suite.intake.channel();
     let activation = [suite.activation[0].channel(), suite.activation[1].channel()];
 
+    // Subscribers reading every log live for the whole run, one of them on each replica
+    // that is killed; the first activation reader is also the owners (below).
+    let live = vec![
+        ("intake", Source::Intake, suite.intake.stream_channel()),
+        (
+            "activation-2",
+            Source::Activation,
+            suite.activation[1].stream_channel(),
+        ),
+        (
+            "followup-1",
+            Source::Followup,
+            suite.followup[0].stream_channel(),
+        ),
+        (
+            "followup-2",
+            Source::Followup,
+            suite.followup[1].stream_channel(),
+        ),
+        ("proof", Source::Proof, suite.proof.stream_channel()),
+    ]
+    .into_iter()
+    .map(|(name, source, channel)| (name, source, LiveReader::start(source, channel, |_| {})))
+    .collect::<Vec<_>>();
+
     // The owners: watch activation live and act on some assigned leads.
     let owners = {
         let channels = activation.clone();
-        LiveReader::start(Source::Activation, activation[0].clone(), move |event| {
-            if event.event_type != "LeadAssigned" {
-                return;
-            }
-            let Some(assigned) = payload::<apb::LeadAssigned>(event).and_then(|e| e.activation)
-            else {
-                return;
-            };
-            if acts_on(&assigned.lead_id) {
-                tokio::spawn(first_action(
-                    channels.clone(),
-                    assigned.lead_id,
-                    assigned.owner_id,
-                ));
-            }
-        })
+        let proof = suite.proof.channel();
+        LiveReader::start(
+            Source::Activation,
+            suite.activation[0].stream_channel(),
+            move |event| {
+                if event.event_type != "LeadAssigned" {
+                    return;
+                }
+                let Some(assigned) = payload::<apb::LeadAssigned>(event).and_then(|e| e.activation)
+                else {
+                    return;
+                };
+                if acts_on(&assigned.lead_id) {
+                    tokio::spawn(first_action(
+                        channels.clone(),
+                        proof.clone(),
+                        assigned.lead_id,
+                        assigned.owner_id,
+                    ));
+                }
+            },
+        )
     };
 
     // The lead stream, and the faults while it runs.
@@ -785,13 +862,45 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
             activated_or_flagged.lost.push(id.clone());
         }
     }
-    let reports = [
+    // Each live subscriber saw its log complete, in order and without duplicates.
+    let mut streams = Vec::new();
+    let owners_entry = ("activation-1", Source::Activation, owners);
+    for (name, source, reader) in live.iter().chain(std::iter::once(&owners_entry)) {
+        let channel = match *source {
+            Source::Intake => intake.clone(),
+            Source::Activation => activation[0].clone(),
+            Source::Followup => followup[0].clone(),
+            Source::Proof => suite.proof.channel(),
+        };
+        let before = replay(*source, &channel).await;
+        eventually(Duration::from_secs(30), || {
+            let seen = reader.len();
+            let want = before.len();
+            async move { seen >= want }
+        })
+        .await;
+        let seen = reader.snapshot();
+        let after = replay(*source, &channel).await;
+        let (tally, in_order) = compare(&seen, &before, &after);
+        let resumes = *reader.resumes.lock().expect("resumes");
+        streams.push((
+            tally.is_clean() && in_order,
+            format!(
+                "{} (resubscribed {resumes} times, {}in order)",
+                tally.report(&format!("live Subscribe on {name} vs replay")),
+                if in_order { "" } else { "NOT " }
+            ),
+        ));
+    }
+
+    let mut reports = vec![
         assigned_once.report("assigned exactly once"),
         activated_or_flagged.report("activated or flagged"),
         enrolled_once.report("activated leads enrolled exactly once"),
         fired_once.report("follow-up steps fired exactly once (FollowUpDue per lead and step)"),
         outage.report(),
     ];
+    reports.extend(streams.iter().map(|(_, line)| line.clone()));
     for line in &reports {
         eprintln!("fault: {line}");
     }
@@ -804,7 +913,8 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
             && activated_or_flagged.is_clean()
             && enrolled_once.is_clean()
             && fired_once.is_clean()
-            && outage.is_clean(),
+            && outage.is_clean()
+            && streams.iter().all(|(clean, _)| *clean),
         "{reports:#?}"
     );
     assert!(
@@ -821,6 +931,7 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() {
             service.log_tail()
         );
     }
-    drop(owners);
+    drop(live);
+    drop(owners_entry);
     drop(proxy);
 }
