@@ -596,13 +596,17 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() -> bool {
         .zip(&test_dbs)
         .map(|(name, db)| (*name, through(&db.url, proxy.addr)))
         .collect();
-    let dir = tempfile::tempdir().expect("temp dir");
+    // Under target/tmp, removed only after a passing run: a failure leaves every process's
+    // log behind to read.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fault-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("log directory");
     let begun = Instant::now();
-    let mut suite = Suite::start(dir.path(), &urls).await;
+    let mut suite = Suite::start(&dir, &urls).await;
     eprintln!(
         "fault: suite up after {:?}, logs in {}",
         begun.elapsed(),
-        dir.path().display()
+        dir.display()
     );
 
     let intake = suite.intake.channel();
@@ -964,5 +968,7 @@ pub async fn the_suite_loses_and_duplicates_nothing_under_faults() -> bool {
     drop(live);
     drop(owners_entry);
     drop(proxy);
+    drop(suite);
+    let _ = std::fs::remove_dir_all(&dir);
     true
 }
