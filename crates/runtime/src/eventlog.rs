@@ -145,13 +145,16 @@ pub struct EventLog {
 }
 
 /// A read after `after` that started when the wake-up count was `generation`: it holds every
-/// event whose commit woke subscribers up to that count.
+/// event whose commit woke subscribers up to that count, or the error it met.
 #[derive(Debug)]
 struct LiveRead {
     after: Cursor,
     generation: u64,
-    events: Arc<Vec<StoredEvent>>,
+    events: LiveResult,
 }
+
+/// What a read of the tail gave, shared by the subscribers that take it.
+type LiveResult = Result<Arc<Vec<StoredEvent>>, Arc<DbError>>;
 
 impl EventLog {
     pub fn new(db: Db, service: &'static str) -> Self {
@@ -267,27 +270,29 @@ impl EventLog {
     /// `generation`. Caught-up subscribers wait at the same cursor, and a commit wakes all of
     /// them at once: one of them reads and the others take its result, so a hundred watchers
     /// cost one query per commit instead of a hundred. A result is reused only if its read
-    /// started after the wake-up the subscriber saw, so it holds everything that woke it.
-    async fn read_live(
-        &self,
-        cursor: Cursor,
-        generation: u64,
-    ) -> Result<Arc<Vec<StoredEvent>>, DbError> {
+    /// started after the wake-up the subscriber saw, so it holds everything that woke it. A
+    /// failed read is shared too: with the database away, the subscribers queued behind it
+    /// fail at once instead of each waiting out its own timeout in turn.
+    async fn read_live(&self, cursor: Cursor, generation: u64) -> LiveResult {
         let mut last = self.live.lock().await;
         if let Some(read) = last.as_ref()
             && read.after == cursor
             && read.generation >= generation
         {
-            return Ok(Arc::clone(&read.events));
+            return read.events.clone();
         }
         let started_at = *self.wake.borrow();
-        let events = Arc::new(self.read_after(cursor, BATCH).await?);
+        let events = self
+            .read_after(cursor, BATCH)
+            .await
+            .map(Arc::new)
+            .map_err(Arc::new);
         *last = Some(LiveRead {
             after: cursor,
             generation: started_at,
-            events: Arc::clone(&events),
+            events: events.clone(),
         });
-        Ok(events)
+        events
     }
 
     /// Number of events in the log (for metrics and tests).
@@ -357,7 +362,10 @@ impl EventLog {
             let read = if shared {
                 self.read_live(cursor, generation).await
             } else {
-                self.read_after(cursor, BATCH).await.map(Arc::new)
+                self.read_after(cursor, BATCH)
+                    .await
+                    .map(Arc::new)
+                    .map_err(Arc::new)
             };
             let batch = match read {
                 Ok(batch) => batch,
