@@ -53,10 +53,10 @@ const CHECK_CONTACTABLE: Method<ipb::CheckContactableRequest, ipb::CheckContacta
 /// Suppressing a contact twice suppresses it once (intake announces it once).
 const OPT_OUT: Method<ipb::OptOutRequest, ipb::OptOutResponse> =
     Method::idempotent("/fairchance.intake.v1.IntakeService/OptOut");
-/// Proof logs each recommendation, so a repeat would log a second one: retried only when
-/// proof did not take the call (UNAVAILABLE).
+/// Proof keeps each answer under the call's idempotency key (named after the step, see
+/// `ask_proof`), so a repeat gets the same asset back and logs no second recommendation.
 const NEXT_PROOF: Method<ppb::NextProofRequest, ppb::NextProofResponse> =
-    Method::not_idempotent("/fairchance.proof.v1.ProofService/NextProof");
+    Method::idempotent("/fairchance.proof.v1.ProofService/NextProof");
 
 /// Followup's instruments in the process registry (served by `runtime::metrics`). Labels
 /// are playbook names and fixed lists only, nothing about the lead.

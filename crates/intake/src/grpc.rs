@@ -7,7 +7,7 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use proto::intake::v1 as pb;
 use proto::intake::v1::intake_service_server::{IntakeService, IntakeServiceServer};
-use runtime::grpc::{invalid_argument, parse_id};
+use runtime::grpc::{IDEMPOTENCY_KEY_MAX, invalid_argument, parse_id};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -18,8 +18,6 @@ use crate::service::{Intake, IntakeError, ReviewAction, Submitted};
 /// Fully qualified name of the service, for health checks.
 pub const SERVICE_NAME: &str = "fairchance.intake.v1.IntakeService";
 
-/// Longest accepted idempotency key.
-const IDEMPOTENCY_KEY_MAX: usize = 128;
 /// Streamed items handed to the service at once.
 const STREAM_BATCH: usize = 256;
 /// Most leads one CheckContactable call may ask about.
@@ -145,15 +143,20 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::SubmitLeadRequest>,
     ) -> Result<Response<pb::SubmitLeadResponse>, Status> {
+        // The key the client chose for the lead wins; otherwise the one its transport sends
+        // on every call (the same on each retry), so a retried call is not a second lead.
+        let transport_key = runtime::grpc::idempotency_key(&request)?;
         let request = request.into_inner();
         check_key("idempotency_key", &request.idempotency_key)?;
         let Some(lead) = request.lead else {
             return Err(invalid_argument([("lead", "required")]));
         };
-        let key = Some(request.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        let key = Some(request.idempotency_key)
+            .filter(|k| !k.is_empty())
+            .or(transport_key);
         let submitted = self
             .intake
-            .submit(lead_input_from_proto(lead), key)
+            .submit(lead_input_from_proto(lead), key.as_deref())
             .await
             .map_err(status_of)?;
         Ok(Response::new(submit_response(submitted)))

@@ -49,6 +49,9 @@ fn status_of(error: ServiceError) -> Status {
         ServiceError::NotFound => Status::not_found(
             "no belief state for this lead_id (proof starts one when activation records the first action, or with RecordObjection / RecordBeliefSignal)",
         ),
+        ServiceError::IdempotencyConflict => Status::already_exists(
+            "the idempotency-key metadata was already used for another request; send a new key per call",
+        ),
         ServiceError::Refused(error) => match &error {
             ProofError::UnknownAsset(_) => invalid_argument([("asset_id", error.to_string())]),
             ProofError::InvalidAsset { .. } | ProofError::UnknownValue { .. } => {
@@ -173,8 +176,13 @@ impl ProofService for ProofApi {
         &self,
         request: Request<pb::NextProofRequest>,
     ) -> Result<Response<pb::NextProofResponse>, Status> {
+        let key = runtime::grpc::idempotency_key(&request)?;
         let lead = lead_id(&request.get_ref().lead_id)?;
-        let recommendation = self.proof.next_proof(lead).await.map_err(status_of)?;
+        let recommendation = self
+            .proof
+            .next_proof(lead, key.as_deref())
+            .await
+            .map_err(status_of)?;
         let passed = |passed: Vec<crate::domain::PassedOver>| {
             passed
                 .into_iter()

@@ -62,6 +62,14 @@ impl ServiceSpec for ProofService {
             ctx.clock.clone(),
         );
         log.spawn_listener(ctx.shutdown.clone());
+        tokio::spawn(runtime::idempotency::prune_loop(
+            ctx.db.clone(),
+            ctx.clock.clone(),
+            service::NEXT_PROOF_SCOPE,
+            service::NEXT_PROOF_KEEP,
+            std::time::Duration::from_secs(3600),
+            ctx.shutdown.clone(),
+        ));
         tokio::spawn({
             let (timers, proof, clock, stop) = (
                 timers,

@@ -15,6 +15,7 @@ use proto::followup::v1 as fpb;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use runtime::consumer::{EventHandler, HandlerError};
+use runtime::idempotency::{self, Claim};
 use runtime::playbook::Playbook;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, SharedClock, Tx};
@@ -28,6 +29,12 @@ use crate::domain::{
 use crate::playbook::ProofPlaybook;
 use crate::store::Store;
 
+/// Idempotency scope of `NextProof`, keyed by the caller's transport key.
+pub const NEXT_PROOF_SCOPE: &str = "NextProof";
+/// How long a `NextProof` answer is kept for the caller's retries: far longer than any retry
+/// takes, short enough that the records (one per call) stay few.
+pub const NEXT_PROOF_KEEP: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
 /// Timer kind of a lead's next delivery outcome to settle.
 pub const OUTCOME_TIMER: &str = "proof_outcome";
 
@@ -35,6 +42,8 @@ pub const OUTCOME_TIMER: &str = "proof_outcome";
 pub enum ServiceError {
     #[error("no belief state for this lead")]
     NotFound,
+    #[error("the idempotency key was already used for another request")]
+    IdempotencyConflict,
     #[error(transparent)]
     Refused(#[from] ProofError),
     #[error(transparent)]
@@ -336,21 +345,44 @@ impl Proof {
         F: FnOnce(&mut BeliefState, Timestamp) -> Result<Vec<Change>, ServiceError> + Send,
     {
         let mut tx = self.store.db().begin().await?;
-        let now = self.now();
-        let mut state = match Store::load_for_update(&mut tx, self.backend(), lead).await? {
-            Some(state) => state,
-            None if create => BeliefState::new(lead, LeadProfile::default(), now),
-            None => return Err(ServiceError::NotFound),
-        };
-        let changes = op(&mut state, now)?;
-        self.persist(&mut tx, &mut state, &changes, now).await?;
+        let state = self.change_in(&mut tx, lead, create, op).await?;
         tx.commit().await.map_err(DbError::from)?;
         self.wake();
         Ok(state)
     }
 
+    /// [`Proof::change`] inside the caller's transaction.
+    async fn change_in<F>(
+        &self,
+        tx: &mut Tx,
+        lead: Uuid,
+        create: bool,
+        op: F,
+    ) -> Result<BeliefState, ServiceError>
+    where
+        F: FnOnce(&mut BeliefState, Timestamp) -> Result<Vec<Change>, ServiceError> + Send,
+    {
+        let now = self.now();
+        let mut state = match Store::load_for_update(tx, self.backend(), lead).await? {
+            Some(state) => state,
+            None if create => BeliefState::new(lead, LeadProfile::default(), now),
+            None => return Err(ServiceError::NotFound),
+        };
+        let changes = op(&mut state, now)?;
+        self.persist(tx, &mut state, &changes, now).await?;
+        Ok(state)
+    }
+
     /// The proof for where the lead is now; a recommendation is logged as an event.
-    pub async fn next_proof(&self, lead: Uuid) -> Result<Recommendation, ServiceError> {
+    ///
+    /// With an idempotency key (the caller's transport sends one per call, the same on each
+    /// retry), a retry gets the first answer back and logs nothing again: Thompson sampling
+    /// would otherwise pick afresh, and one step would count two recommendations.
+    pub async fn next_proof(
+        &self,
+        lead: Uuid,
+        idempotency_key: Option<&str>,
+    ) -> Result<Recommendation, ServiceError> {
         let catalog = self.catalog().await?;
         let scores: HashMap<(String, Context), Effectiveness> = self
             .store
@@ -360,8 +392,20 @@ impl Proof {
             .map(|(asset, context, e)| ((asset, context), e))
             .collect();
         let playbook = self.playbook.current();
+        let mut tx = self.store.db().begin().await?;
+        if let Some(key) = idempotency_key {
+            let hash = idempotency::request_hash(lead.as_bytes());
+            match idempotency::claim(&mut tx, NEXT_PROOF_SCOPE, key, &hash, self.now()).await? {
+                Claim::New => {}
+                Claim::Replay(answer) => {
+                    return serde_json::from_slice(&answer)
+                        .map_err(|e| ServiceError::Storage(DbError::corrupt(e)));
+                }
+                Claim::Conflict => return Err(ServiceError::IdempotencyConflict),
+            }
+        }
         let mut recommendation = None;
-        self.change(lead, false, |state, now| {
+        self.change_in(&mut tx, lead, false, |state, now| {
             let lookup = |asset: &str, stage: Stage, checkpoint: Option<Checkpoint>| {
                 scores
                     .get(&(asset.to_owned(), Context { stage, checkpoint }))
@@ -378,7 +422,15 @@ impl Proof {
             Ok(changes)
         })
         .await?;
-        recommendation.ok_or(ServiceError::NotFound)
+        let recommendation = recommendation.ok_or(ServiceError::NotFound)?;
+        if let Some(key) = idempotency_key {
+            let answer = serde_json::to_vec(&recommendation)
+                .map_err(|e| ServiceError::Storage(DbError::corrupt(e)))?;
+            idempotency::store(&mut tx, NEXT_PROOF_SCOPE, key, &answer).await?;
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        self.wake();
+        Ok(recommendation)
     }
 
     pub async fn record_objection(

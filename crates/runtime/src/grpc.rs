@@ -35,6 +35,31 @@ pub fn parse_id<T: std::str::FromStr>(field: &str, text: &str, what: &str) -> Re
         .map_err(|_| invalid_argument([(field, format!("not a {what} (expected a UUID)"))]))
 }
 
+/// Longest idempotency key a server keeps (in a request field or in metadata).
+pub const IDEMPOTENCY_KEY_MAX: usize = 128;
+
+/// The `idempotency-key` metadata of a request (what [`crate::client`] sends on every unary
+/// call, the same on each retry), `None` when absent or empty. A key that is too long or not
+/// visible ASCII is refused, naming the metadata key, rather than silently ignored: the caller
+/// believes its retries are safe.
+pub fn idempotency_key<T>(request: &tonic::Request<T>) -> Result<Option<String>, Status> {
+    let field = crate::client::IDEMPOTENCY_KEY;
+    let Some(value) = request.metadata().get(field) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| invalid_argument([(field, "must be visible ASCII")]))?
+        .trim();
+    if key.len() > IDEMPOTENCY_KEY_MAX {
+        return Err(invalid_argument([(
+            field,
+            format!("must be at most {IDEMPOTENCY_KEY_MAX} characters"),
+        )]));
+    }
+    Ok((!key.is_empty()).then(|| key.to_owned()))
+}
+
 /// Largest page a list RPC returns.
 pub const MAX_PAGE_SIZE: u32 = 500;
 /// Page size when a list request leaves it at 0.
@@ -106,6 +131,29 @@ mod tests {
             .map(|v| v.field.as_str())
             .collect();
         assert_eq!(fields, ["contact.email", "contact.phone"]);
+    }
+
+    #[test]
+    fn idempotency_key_comes_from_metadata() {
+        let with = |value: &str| {
+            let mut request = tonic::Request::new(());
+            request
+                .metadata_mut()
+                .insert(crate::client::IDEMPOTENCY_KEY, value.parse().unwrap());
+            idempotency_key(&request)
+        };
+        assert_eq!(idempotency_key(&tonic::Request::new(())).unwrap(), None);
+        assert_eq!(with("").unwrap(), None);
+        assert_eq!(with(" k-1 ").unwrap().as_deref(), Some("k-1"));
+        let long = with(&"k".repeat(IDEMPOTENCY_KEY_MAX + 1)).unwrap_err();
+        assert_eq!(long.code(), Code::InvalidArgument);
+        let details = long.get_error_details();
+        let field = &details
+            .bad_request()
+            .expect("field violation")
+            .field_violations[0];
+        assert_eq!(field.field, "idempotency-key");
+        assert!(with(&"k".repeat(IDEMPOTENCY_KEY_MAX)).is_ok());
     }
 
     #[test]

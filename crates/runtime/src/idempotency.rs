@@ -63,6 +63,44 @@ pub async fn claim(
     })
 }
 
+/// Deletes the records of `scope` created before `before`; returns how many. For scopes whose
+/// keys only guard a caller's retries (the `idempotency-key` metadata every inter-service call
+/// carries): they matter for the seconds a retry takes, and would otherwise grow without
+/// bound, one row per call.
+pub async fn prune(db: &crate::Db, scope: &str, before: jiff::Timestamp) -> Result<u64, DbError> {
+    let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND created_at < $2")
+        .bind(scope)
+        .bind(to_micros(before))
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(deleted)
+}
+
+/// Prunes `scope`'s records older than `keep` every `every`, until `stop`. Every replica may
+/// run it: the deletes are idempotent.
+pub async fn prune_loop(
+    db: crate::Db,
+    clock: crate::clock::SharedClock,
+    scope: &'static str,
+    keep: jiff::SignedDuration,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let before = clock.now().checked_sub(keep).unwrap_or(clock.now());
+        match prune(&db, scope, before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(scope, deleted, "pruned idempotency records"),
+            Err(error) => tracing::warn!(scope, %error, "pruning idempotency records failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// Stores the answer to a claimed key, in the same transaction as the work.
 pub async fn store(tx: &mut Tx, scope: &str, key: &str, response: &[u8]) -> Result<(), DbError> {
     sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE scope = $2 AND key = $3")

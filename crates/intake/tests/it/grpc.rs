@@ -423,3 +423,77 @@ async fn a_caller_holds_at_most_its_share_of_open_streams() {
     assert!(reopened.is_some(), "a closed stream frees its slot");
     r.stop.cancel();
 }
+
+/// A retry by a client's transport (the same `idempotency-key` metadata, no key in the
+/// request) is the same submission, not a second lead; the request's own key wins over it.
+#[tokio::test]
+async fn the_transport_idempotency_key_makes_a_retry_the_same_submission() {
+    let mut r = start().await;
+    let keyed = |email: &str, body_key: &str, transport_key: &str| {
+        let mut request = tonic::Request::new(pb::SubmitLeadRequest {
+            lead: Some(lead(email)),
+            idempotency_key: body_key.into(),
+        });
+        request.metadata_mut().insert(
+            runtime::client::IDEMPOTENCY_KEY,
+            transport_key.parse().unwrap(),
+        );
+        request
+    };
+    let lead_id = |response: pb::SubmitLeadResponse| response.lead.unwrap().lead_id;
+
+    let first = r
+        .client
+        .submit_lead(keyed("retry@example.com", "", "call-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.outcome, pb::SubmitOutcome::Accepted as i32);
+    let retried = r
+        .client
+        .submit_lead(keyed("retry@example.com", "", "call-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, first, "a retry must get the first answer back");
+
+    // Without the key the same person is a new touch on the lead (merged), which is what a
+    // retry must not turn into.
+    let again = r
+        .client
+        .submit_lead(keyed("retry@example.com", "", "call-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.outcome, pb::SubmitOutcome::Merged as i32);
+
+    let reused = r
+        .client
+        .submit_lead(keyed("someone-else@example.com", "", "call-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists);
+
+    // The request's key decides; the transport key of each call differs.
+    let by_body = r
+        .client
+        .submit_lead(keyed("body@example.com", "import-7", "call-3"))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_body_again = r
+        .client
+        .submit_lead(keyed("body@example.com", "import-7", "call-4"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lead_id(by_body_again), lead_id(by_body));
+
+    let long = r
+        .client
+        .submit_lead(keyed("long@example.com", "", &"k".repeat(129)))
+        .await
+        .unwrap_err();
+    assert_eq!(testkit::violated_fields(&long), ["idempotency-key"]);
+    r.stop.cancel();
+}

@@ -30,7 +30,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     Asset, BeliefState, Change, Checkpoint, Context, Effectiveness, Fit, Objection, Stage, Tag,
@@ -38,7 +38,7 @@ use super::{
 use crate::playbook::ProofPlaybook;
 
 /// NextProof's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Recommendation {
     /// Send this.
@@ -61,14 +61,14 @@ pub enum Recommendation {
 }
 
 /// An asset NextProof did not choose.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PassedOver {
     pub asset: String,
     pub why: PassReason,
 }
 
 /// Why an asset was not chosen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum PassReason {
     Inactive,

@@ -12,6 +12,7 @@ use crate::service::PLAYBOOK;
 
 struct Running {
     client: ProofServiceClient<tonic::transport::Channel>,
+    db: runtime::Db,
     stop: CancellationToken,
     _db: TestDb,
     _dir: tempfile::TempDir,
@@ -33,9 +34,10 @@ async fn start() -> Running {
     config
         .upstreams
         .insert("followup", "http://127.0.0.1:9".into());
-    let (channel, _) = testkit::serve::<ProofService>(db, config, stop.clone()).await;
+    let (channel, _) = testkit::serve::<ProofService>(db.clone(), config, stop.clone()).await;
     Running {
         client: ProofServiceClient::new(channel),
+        db,
         stop,
         _db: test_db,
         _dir: dir,
@@ -171,5 +173,103 @@ async fn bad_requests_name_their_fields_and_the_catalog_grows() {
         .into_inner();
     assert_eq!(next.verdict, pb::Verdict::Recommended as i32);
     assert_eq!(next.asset.unwrap().asset_id, "roi-calculator");
+    r.stop.cancel();
+}
+
+/// A `NextProof` call the client's transport retries (same `idempotency-key` metadata, as
+/// `runtime::client` sends) gets the first answer back and logs one recommendation; the key
+/// reused for another lead is refused; a malformed key is named.
+#[tokio::test]
+async fn a_retried_next_proof_gets_its_first_answer_and_logs_once() {
+    let mut r = start().await;
+    let lead = "01890000-0000-7000-8000-00000000000a";
+    let other = "01890000-0000-7000-8000-00000000000b";
+    for id in [lead, other] {
+        r.client
+            .record_objection(pb::RecordObjectionRequest {
+                lead_id: id.into(),
+                checkpoint: pb::Checkpoint::Price as i32,
+                verbatim: "Too expensive".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let keyed = |lead: &str, key: &str| {
+        let mut request = tonic::Request::new(pb::NextProofRequest {
+            lead_id: lead.into(),
+        });
+        request
+            .metadata_mut()
+            .insert(runtime::client::IDEMPOTENCY_KEY, key.parse().unwrap());
+        request
+    };
+    let recommended = |db: runtime::Db| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM event_log WHERE event_type LIKE '%ProofRecommended'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+    };
+
+    let first = r
+        .client
+        .next_proof(keyed(lead, "followup:step-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.verdict, pb::Verdict::Recommended as i32);
+    assert_eq!(recommended(r.db.clone()).await, 1);
+    for _ in 0..3 {
+        let retried = r
+            .client
+            .next_proof(keyed(lead, "followup:step-1"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(retried, first);
+    }
+    assert_eq!(recommended(r.db.clone()).await, 1, "a retry logged again");
+
+    // Without a key every call is a new recommendation (spacing may make it a wait).
+    r.client
+        .next_proof(pb::NextProofRequest {
+            lead_id: lead.into(),
+        })
+        .await
+        .unwrap();
+    let after_unkeyed = recommended(r.db.clone()).await;
+
+    let reused = r
+        .client
+        .next_proof(keyed(other, "followup:step-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists);
+    assert_eq!(recommended(r.db.clone()).await, after_unkeyed);
+
+    let long = r
+        .client
+        .next_proof(keyed(lead, &"k".repeat(129)))
+        .await
+        .unwrap_err();
+    assert_eq!(testkit::violated_fields(&long), ["idempotency-key"]);
+
+    // Records older than the retry window go; younger ones stay.
+    let scope = proof::service::NEXT_PROOF_SCOPE;
+    let now = jiff::Timestamp::now();
+    assert_eq!(
+        runtime::idempotency::prune(&r.db, scope, now - jiff::SignedDuration::from_hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        runtime::idempotency::prune(&r.db, scope, now + jiff::SignedDuration::from_secs(1))
+            .await
+            .unwrap(),
+        1
+    );
     r.stop.cancel();
 }

@@ -167,7 +167,7 @@ pub async fn a_new_lead_gets_problem_stage_proof_matched_to_its_industry(f: Fixt
     let state = f.svc.get(lead).await.unwrap();
     assert_eq!(state.profile.industry, "logistics");
     assert_eq!(state.profile.persona, "Head of Sales");
-    let first = f.svc.next_proof(lead).await.unwrap();
+    let first = f.svc.next_proof(lead, None).await.unwrap();
     // Problem awareness first; the logistics story fits this lead better than the generic one.
     assert_eq!(asset_of(&first), "logistics-story");
     let Recommendation::Asset { passed_over, .. } = &first else {
@@ -182,7 +182,7 @@ pub async fn a_new_lead_gets_problem_stage_proof_matched_to_its_industry(f: Fixt
     // A lead in another industry never gets the logistics story.
     let other = self::lead(&f, "healthcare").await;
     assert_eq!(
-        asset_of(&f.svc.next_proof(other).await.unwrap()),
+        asset_of(&f.svc.next_proof(other, None).await.unwrap()),
         "cost-benchmark"
     );
 }
@@ -204,10 +204,10 @@ pub async fn an_objection_leads_and_spacing_holds_otherwise(f: Fixture) {
         )
         .await
         .unwrap();
-    let waited = f.svc.next_proof(lead).await.unwrap();
+    let waited = f.svc.next_proof(lead, None).await.unwrap();
     assert!(matches!(waited, Recommendation::Wait { .. }), "{waited:?}");
     f.clock.advance(SignedDuration::from_hours(25));
-    let next = f.svc.next_proof(lead).await.unwrap();
+    let next = f.svc.next_proof(lead, None).await.unwrap();
     assert!(
         ["demo-video", "security-pack"].contains(&asset_of(&next)),
         "a mechanism-stage asset: {next:?}"
@@ -227,7 +227,7 @@ pub async fn an_objection_leads_and_spacing_holds_otherwise(f: Fixture) {
         )
         .await
         .unwrap();
-    let next = f.svc.next_proof(lead).await.unwrap();
+    let next = f.svc.next_proof(lead, None).await.unwrap();
     assert_eq!(asset_of(&next), "security-pack");
     f.svc
         .record_delivered(lead, "security-pack", None)
@@ -360,7 +360,7 @@ pub async fn an_erased_lead_leaves_no_trace(f: Fixture) {
         .await
         .unwrap();
     // The recommendation quotes the objection (shortened) in its reason and its event.
-    let next = f.svc.next_proof(lead).await.unwrap();
+    let next = f.svc.next_proof(lead, None).await.unwrap();
     assert!(format!("{next:?}").contains("canaryverbatim"), "{next:?}");
     apply(
         &f,
@@ -421,7 +421,7 @@ async fn lead_with_objection(f: &Fixture, said: &str) -> Uuid {
 }
 
 pub async fn unknown_leads_are_not_found(f: Fixture) {
-    let err = f.svc.next_proof(Uuid::now_v7()).await.unwrap_err();
+    let err = f.svc.next_proof(Uuid::now_v7(), None).await.unwrap_err();
     assert!(matches!(err, ServiceError::NotFound), "{err:?}");
 }
 
