@@ -2,7 +2,8 @@
 //! one transaction holding the state change, its events and its idempotency record, so a
 //! lead is never half-accepted and never accepted without its event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use proto::intake::v1 as pb;
@@ -11,6 +12,8 @@ use runtime::playbook::Playbook;
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::convert::{lead_to_proto, rejection_to_proto, touch_to_proto};
@@ -26,6 +29,11 @@ use crate::store::{ContactRow, Store};
 /// Items of a bulk submit committed together: fewer commits, and a failure of the database
 /// affects at most one chunk.
 const BULK_CHUNK: usize = 256;
+/// Transactions writing grouped unary submissions at once: while one commits, the next group
+/// gathers and the other is being written, which keeps the database busy without contending.
+const GROUP_WRITERS: usize = 2;
+/// Unary submissions that may wait for a writer before callers wait to enqueue.
+const GROUP_QUEUE: usize = 4 * BULK_CHUNK;
 /// Idempotency scope of lead submissions (unary and streamed share it).
 const SUBMIT_SCOPE: &str = "SubmitLead";
 
@@ -91,6 +99,16 @@ pub struct OptedOut {
     pub newly_suppressed: bool,
 }
 
+/// A unary submission waiting for a group transaction.
+#[derive(Debug)]
+struct Queued {
+    input: LeadInput,
+    key: Option<String>,
+    /// The caller's trace: the events its submission causes carry it on downstream.
+    trace: BTreeMap<String, String>,
+    reply: oneshot::Sender<Result<Submitted, IntakeError>>,
+}
+
 /// Intake's application service.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -98,6 +116,9 @@ pub struct Intake {
     log: EventLog,
     playbook: Playbook<IntakePlaybook>,
     clock: SharedClock,
+    /// Where [`Intake::submit`] queues for a group transaction; `None` writes each alone
+    /// (outside a Tokio runtime, and in the writers' own copy).
+    group: Option<mpsc::Sender<Queued>>,
 }
 
 impl Intake {
@@ -107,11 +128,26 @@ impl Intake {
         playbook: Playbook<IntakePlaybook>,
         clock: SharedClock,
     ) -> Self {
-        Self {
+        let direct = Self {
             store,
             log,
             playbook,
             clock,
+            group: None,
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return direct;
+        }
+        // The writers hold a copy without the queue's sender, so they end once every
+        // `Intake` that can submit is gone.
+        let (sender, receiver) = mpsc::channel(GROUP_QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..GROUP_WRITERS {
+            tokio::spawn(direct.clone().write_groups(Arc::clone(&receiver)));
+        }
+        Self {
+            group: Some(sender),
+            ..direct
         }
     }
 
@@ -120,17 +156,100 @@ impl Intake {
     }
 
     /// Submits one lead.
+    ///
+    /// Submissions that arrive while others are being written share the next transaction
+    /// (group commit), each with its own result: under many concurrent callers, one commit
+    /// serves many leads instead of each lead queueing for a connection of its own; a lone
+    /// caller is written at once. A caller that gives up (deadline, disconnect) after queueing
+    /// may still have its lead written, as with any call whose answer is lost; its
+    /// idempotency key makes the retry safe.
     pub async fn submit(
         &self,
         input: LeadInput,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted, IntakeError> {
-        let mut results = self
-            .submit_many(vec![(input, idempotency_key.map(str::to_owned))])
-            .await?;
+        let key = idempotency_key.map(str::to_owned);
+        let Some(group) = &self.group else {
+            return self.submit_alone(input, key).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued {
+            input,
+            key,
+            trace: runtime::telemetry::current_trace_context(),
+            reply,
+        };
+        if let Err(mpsc::error::SendError(queued)) = group.send(queued).await {
+            return self.submit_alone(queued.input, queued.key).await;
+        }
+        answer
+            .await
+            .unwrap_or(Err(IntakeError::Storage(DbError::Sqlx(
+                sqlx::Error::WorkerCrashed,
+            ))))
+    }
+
+    async fn submit_alone(
+        &self,
+        input: LeadInput,
+        key: Option<String>,
+    ) -> Result<Submitted, IntakeError> {
+        let mut results = self.submit_many(vec![(input, key)]).await?;
         results
             .pop()
             .unwrap_or(Err(IntakeError::Invalid(Vec::new())))
+    }
+
+    /// A group writer: takes whatever has queued (up to a chunk) and writes it in one
+    /// transaction, until the queue closes.
+    async fn write_groups(self, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
+        loop {
+            let group = {
+                let mut queue = queue.lock().await;
+                let Some(first) = queue.recv().await else {
+                    return;
+                };
+                let mut group = vec![first];
+                while group.len() < BULK_CHUNK {
+                    match queue.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                group
+            };
+            let span = tracing::info_span!("submit_group", leads = group.len());
+            self.write_group(group).instrument(span).await;
+        }
+    }
+
+    async fn write_group(&self, group: Vec<Queued>) {
+        let mut items = Vec::with_capacity(group.len());
+        let mut traces = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        for queued in group {
+            items.push((queued.input, queued.key));
+            traces.push(queued.trace);
+            replies.push(queued.reply);
+        }
+        let playbook = self.playbook.current();
+        match self.write_chunk(items, Some(&traces), &playbook).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A caller that gave up no longer listens.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                // Every caller of the group gets the failure (UNAVAILABLE, retryable).
+                let cause = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(IntakeError::Storage(DbError::Sqlx(
+                        sqlx::Error::Protocol(cause.clone()),
+                    ))));
+                }
+            }
+        }
     }
 
     /// Submits many leads; each gets its own result, and a malformed or conflicting item never
@@ -145,25 +264,49 @@ impl Intake {
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let chunk: Vec<_> = items.by_ref().take(BULK_CHUNK).collect();
-            let now = self.clock.now_micros();
-            let mut tx = self.store.db().begin().await?;
-            let (chunk_results, events) = self.submit_chunk(&mut tx, chunk, &playbook, now).await?;
-            self.log.append(&mut tx, &events).await?;
-            self.log.commit(tx).await?;
-            results.extend(chunk_results);
+            results.extend(self.write_chunk(chunk, None, &playbook).await?);
         }
         Ok(results)
     }
 
+    /// Writes one chunk in one transaction. With `traces` (one per item), each event carries
+    /// the trace of the item that caused it; without, the current one.
+    async fn write_chunk(
+        &self,
+        chunk: Vec<(LeadInput, Option<String>)>,
+        traces: Option<&[BTreeMap<String, String>]>,
+        playbook: &IntakePlaybook,
+    ) -> Result<Vec<Result<Submitted, IntakeError>>, IntakeError> {
+        let now = self.clock.now_micros();
+        let mut tx = self.store.db().begin().await?;
+        let (results, events) = self.submit_chunk(&mut tx, chunk, playbook, now).await?;
+        match traces {
+            Some(traces) => {
+                let events: Vec<_> = events
+                    .into_iter()
+                    .map(|(i, event)| (event, traces.get(i).cloned().unwrap_or_default()))
+                    .collect();
+                self.log.append_traced(&mut tx, &events).await?;
+            }
+            None => {
+                let events: Vec<_> = events.into_iter().map(|(_, event)| event).collect();
+                self.log.append(&mut tx, &events).await?;
+            }
+        }
+        self.log.commit(tx).await?;
+        Ok(results)
+    }
+
     /// One chunk of submissions inside one transaction: validation, idempotency, data-quality
-    /// rules, then every accepted lead written together. Events come back in submission order.
+    /// rules, then every accepted lead written together. Events come back in submission order,
+    /// each with the position of the item that caused it.
     async fn submit_chunk(
         &self,
         tx: &mut Tx,
         chunk: Vec<(LeadInput, Option<String>)>,
         playbook: &IntakePlaybook,
         now: Timestamp,
-    ) -> Result<(Vec<Result<Submitted, IntakeError>>, Vec<NewEvent>), IntakeError> {
+    ) -> Result<(Vec<Result<Submitted, IntakeError>>, Vec<(usize, NewEvent)>), IntakeError> {
         let mut slots: Vec<Option<Result<Submitted, IntakeError>>> =
             chunk.iter().map(|_| None).collect();
         let mut events: Vec<(usize, NewEvent)> = Vec::new();
@@ -261,7 +404,7 @@ impl Intake {
             .into_iter()
             .map(|slot| slot.unwrap_or(Err(IntakeError::Invalid(Vec::new()))))
             .collect();
-        Ok((results, events.into_iter().map(|(_, e)| e).collect()))
+        Ok((results, events))
     }
 
     /// Creates a lead for each input, or merges it into its contact's lead if that was first

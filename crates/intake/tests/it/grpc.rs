@@ -497,3 +497,77 @@ async fn the_transport_idempotency_key_makes_a_retry_the_same_submission() {
     assert_eq!(testkit::violated_fields(&long), ["idempotency-key"]);
     r.stop.cancel();
 }
+
+/// Concurrent unary submissions share transactions; each still gets its own answer: distinct
+/// leads are accepted, one contact sent many times is accepted once and merged after, retries
+/// of one key all get the first answer, and malformed leads are refused alone.
+#[tokio::test]
+async fn concurrent_submissions_each_get_their_own_answer() {
+    let r = start().await;
+    let mut calls = tokio::task::JoinSet::new();
+    let send = |calls: &mut tokio::task::JoinSet<_>, kind: &'static str, request| {
+        let mut client = r.client.clone();
+        calls.spawn(async move { (kind, client.submit_lead(request).await) });
+    };
+    for i in 0..40 {
+        let request = pb::SubmitLeadRequest {
+            lead: Some(lead(&format!("distinct-{i}@example.com"))),
+            idempotency_key: String::new(),
+        };
+        send(&mut calls, "distinct", request);
+        let same_contact = pb::SubmitLeadRequest {
+            lead: Some(lead("same@example.com")),
+            idempotency_key: String::new(),
+        };
+        send(&mut calls, "same-contact", same_contact);
+        let same_key = pb::SubmitLeadRequest {
+            lead: Some(lead("keyed@example.com")),
+            idempotency_key: "one-key".into(),
+        };
+        send(&mut calls, "same-key", same_key);
+        let malformed = pb::SubmitLeadRequest {
+            lead: Some(lead("not an email")),
+            idempotency_key: String::new(),
+        };
+        send(&mut calls, "malformed", malformed);
+    }
+    let mut distinct = std::collections::HashSet::new();
+    let (mut same_contact, mut same_key) = (Vec::new(), Vec::new());
+    let mut malformed = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (kind, answer) = joined.unwrap();
+        match kind {
+            "distinct" => {
+                let answer = answer.unwrap().into_inner();
+                assert_eq!(answer.outcome, pb::SubmitOutcome::Accepted as i32);
+                distinct.insert(answer.lead.unwrap().lead_id);
+            }
+            "same-contact" => same_contact.push(answer.unwrap().into_inner()),
+            "same-key" => same_key.push(answer.unwrap().into_inner()),
+            _ => {
+                let status = answer.unwrap_err();
+                assert_eq!(testkit::violated_fields(&status), ["contact.email"]);
+                malformed += 1;
+            }
+        }
+    }
+    assert_eq!(distinct.len(), 40);
+    assert_eq!(malformed, 40);
+    let accepted = same_contact
+        .iter()
+        .filter(|a| a.outcome == pb::SubmitOutcome::Accepted as i32)
+        .count();
+    let merged = same_contact
+        .iter()
+        .filter(|a| a.outcome == pb::SubmitOutcome::Merged as i32)
+        .count();
+    assert_eq!((accepted, merged), (1, 39));
+    let ids: std::collections::HashSet<_> = same_contact
+        .iter()
+        .map(|a| a.lead.as_ref().unwrap().lead_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "one contact, one lead");
+    assert!(same_key.iter().all(|a| *a == same_key[0]));
+    assert_eq!(same_key[0].outcome, pb::SubmitOutcome::Accepted as i32);
+    r.stop.cancel();
+}
