@@ -1083,6 +1083,61 @@ mod tests {
     }
 
     #[test]
+    fn credential_files_are_re_read_at_the_configured_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            format!(
+                "[[caller]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"*\"]\n",
+                crate::auth::token_digest("t")
+            ),
+        )
+        .unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let (tokens, token) = (tokens.display().to_string(), token.display().to_string());
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("FAIRCHANCE_AUTH", "required"),
+                ("FAIRCHANCE_TOKENS_FILE", tokens.as_str()),
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", token.as_str()),
+            ];
+            pairs.extend_from_slice(extra);
+            ServiceConfig::load(&env(&pairs), &defaults())
+        };
+        let cfg = with(&[("FAIRCHANCE_TOKENS_RELOAD", "2s")]).unwrap();
+        assert_eq!(
+            cfg.server.tokens_file,
+            Some(WatchedFile {
+                path: PathBuf::from(&tokens),
+                origin: "FAIRCHANCE_TOKENS_FILE (environment)".into(),
+                every: Duration::from_secs(2),
+            })
+        );
+        let client = cfg.client.token_file.unwrap();
+        assert_eq!(client.path, PathBuf::from(&token));
+        assert_eq!(client.every, Duration::from_secs(2));
+        let cfg = with(&[]).unwrap();
+        assert_eq!(cfg.server.tokens_file.unwrap().every, DEFAULT_TOKENS_RELOAD);
+        // With auth off nothing checks tokens, so nothing re-reads them.
+        let cfg = with(&[("FAIRCHANCE_AUTH", "off")]).unwrap();
+        assert!(cfg.server.tokens_file.is_none());
+        for (bad, why) in [
+            ("0s", "FAIRCHANCE_TOKENS_RELOAD: must be longer than zero"),
+            (
+                "often",
+                "FAIRCHANCE_TOKENS_RELOAD (environment): invalid value \"often\"",
+            ),
+        ] {
+            let text = with(&[("FAIRCHANCE_TOKENS_RELOAD", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(why), "{text}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_defaults() {
         let cfg = ServiceConfig::load(
             &env(&[
