@@ -34,7 +34,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::reload::{Live, Watch};
 
@@ -100,6 +100,18 @@ impl TlsConfig {
     /// Whether callers must present a client certificate.
     pub fn is_mutual(&self) -> bool {
         self.client_ca.is_some()
+    }
+
+    /// tonic's own server configuration, for a server built without [`crate::server`]: its
+    /// certificate is fixed, never re-read.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .timeout(HANDSHAKE_TIMEOUT);
+        match &self.client_ca {
+            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+            None => config,
+        }
     }
 
     /// Accepts TLS on `incoming`'s connections until it ends or the server stops taking
