@@ -11,7 +11,8 @@ objects (a generated ConfigMap counts as present).
 Both: references resolve (ConfigMaps, ServiceAccounts, HPA and PDB targets, Service selectors
 and target ports), probes and FAIRCHANCE_LISTEN_ADDR use the container's port (probes the
 plaintext health port when FAIRCHANCE_HEALTH_ADDR sets one), Secrets are mounted read-only and
-the token files the environment names are in a mounted Secret, the grace
+the token and certificate files the environment names are in a mounted Secret, upstream
+URLs are https:// exactly when FAIRCHANCE_CLIENT_CA is set, the grace
 period outlasts preStop plus FAIRCHANCE_DRAIN_TIMEOUT, and every FAIRCHANCE_<SVC>_URL names a
 Service whose pods the NetworkPolicies let this pod reach (egress) and let receive the call
 (ingress). Exits 1 with every problem listed.
@@ -27,6 +28,17 @@ from urllib.parse import urlparse
 import yaml
 
 NAMESPACE = "fairchance"
+# Settings naming a file the service reads from a mounted Secret.
+CREDENTIAL_FILE_KEYS = (
+    "FAIRCHANCE_TOKENS_FILE",
+    "FAIRCHANCE_CLIENT_TOKEN_FILE",
+    "FAIRCHANCE_TLS_CERT",
+    "FAIRCHANCE_TLS_KEY",
+    "FAIRCHANCE_TLS_CLIENT_CA",
+    "FAIRCHANCE_CLIENT_CA",
+    "FAIRCHANCE_CLIENT_CERT",
+    "FAIRCHANCE_CLIENT_KEY",
+)
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 problems: list[str] = []
 
@@ -261,11 +273,25 @@ def check_objects(objects: list[dict], extra_configmaps: set[str], where: str) -
                 ref = (ef.get("configMapRef") or {}).get("name")
                 env.update(configmap_data.get(ref, {}))
             env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
-            for key in ("FAIRCHANCE_TOKENS_FILE", "FAIRCHANCE_CLIENT_TOKEN_FILE"):
+            for key in CREDENTIAL_FILE_KEYS:
                 path = env.get(key)
                 if path and not any(path.startswith(m["mountPath"].rstrip("/") + "/")
                                     and m["name"] in secret_volumes for m in mounts):
                     problem(f"{dn}: {c['name']}: {key} {path} is not in a mounted Secret")
+            # The service refuses to start when the scheme of an upstream and the client TLS
+            # settings disagree: an https:// upstream without FAIRCHANCE_CLIENT_CA, or an
+            # http:// one with it.
+            env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
+            tls = bool(env.get("FAIRCHANCE_CLIENT_CA"))
+            for key, url in sorted(env.items()):
+                if not re.fullmatch(r"FAIRCHANCE_[A-Z]+_URL", key):
+                    continue
+                if url.startswith("https://") and not tls:
+                    problem(f"{dn}: {c['name']}: {key} {url} is https:// but "
+                            f"FAIRCHANCE_CLIENT_CA is not set")
+                if url.startswith("http://") and tls:
+                    problem(f"{dn}: {c['name']}: {key} {url} is http:// but "
+                            f"FAIRCHANCE_CLIENT_CA is set: use https://")
         # Liveness must not follow the database (gRPC health does): a TCP check on the port.
         live = server.get("livenessProbe") or {}
         if live.get("tcpSocket", {}).get("port") != grpc:

@@ -9,6 +9,11 @@
 //!
 //! The file holds SHA-256 digests, not tokens: whoever can read the Secret or a backup of it
 //! still cannot call anything.
+//!
+//! The server keeps re-reading the file ([`AuthLayer::reload_from`], every
+//! `FAIRCHANCE_TOKENS_RELOAD`), so rotating a token is an update of the Secret: list the new
+//! token next to the old one, move the caller to it, then drop the old one. Each call is
+//! checked against the tokens in force when it starts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -19,8 +24,12 @@ use std::task::{Context, Poll};
 
 use prost::Message;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use tonic::codegen::http;
 use tower::{BoxError, Layer, Service};
+
+use crate::config::WatchedFile;
+use crate::reload::{Live, Watch};
 
 /// A service's RPCs and the scope each needs: `("SubmitLead", "intake.submit")`.
 pub type RpcScopes = &'static [(&'static str, &'static str)];
@@ -289,16 +298,41 @@ impl ScopeTable {
 /// Checks every call against the tokens and the scope table (see the module docs).
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
-    mode: AuthMode,
+    /// `None` when auth is off.
+    tokens: Option<Live<Tokens>>,
     scopes: Arc<ScopeTable>,
 }
 
 impl AuthLayer {
     pub fn new(mode: AuthMode, scopes: ScopeTable) -> Self {
+        let tokens = match mode {
+            AuthMode::Off => None,
+            AuthMode::Required(tokens) => Some(Live::new(tokens)),
+        };
         Self {
-            mode,
+            tokens,
             scopes: Arc::new(scopes),
         }
+    }
+
+    /// Keeps the tokens current with `file` (`FAIRCHANCE_TOKENS_FILE`) until `stop`: a
+    /// rotated Secret takes effect on the next poll, for every call that starts after it,
+    /// without a restart. A version that does not validate is logged and the tokens in force
+    /// stay. Nothing to do when auth is off.
+    pub fn reload_from(&self, file: &WatchedFile, stop: CancellationToken) {
+        let Some(tokens) = &self.tokens else {
+            return;
+        };
+        let origin = format!("{}: {}", file.origin, file.path.display());
+        Watch {
+            credential: "tokens",
+            origin: file.origin.clone(),
+            paths: vec![file.path.clone()],
+            every: file.every,
+        }
+        .spawn(tokens, Some(stop), move |texts| {
+            Tokens::parse(&origin, &texts[0]).map_err(|problems| problems.join("; "))
+        });
     }
 }
 
@@ -357,7 +391,7 @@ where
 impl AuthLayer {
     /// The caller of `request`, `None` where no token is needed, or the status refusing it.
     fn check<B>(&self, request: &http::Request<B>) -> Result<Option<Arc<Caller>>, tonic::Status> {
-        let AuthMode::Required(tokens) = &self.mode else {
+        let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
         let path = request.uri().path();
@@ -366,7 +400,7 @@ impl AuthLayer {
             return Ok(None);
         }
         let token = bearer_token(request.headers())?;
-        let Some(caller) = tokens.caller(token) else {
+        let Some(caller) = tokens.current().caller(token).cloned() else {
             tracing::warn!(rpc = path, "refused a call with an unknown token");
             return Err(tonic::Status::unauthenticated(
                 "unknown bearer token; use a token configured for your caller",
@@ -392,7 +426,7 @@ impl AuthLayer {
                 ),
             );
         }
-        Ok(Some(caller.clone()))
+        Ok(Some(caller))
     }
 }
 

@@ -18,8 +18,10 @@
 //!
 //! It also carries the service's credentials, the one place that builds channels and stamps
 //! outgoing metadata: every call carries `authorization: Bearer <token>` when a token is
-//! configured (`FAIRCHANCE_CLIENT_TOKEN_FILE`), and an `https://` upstream is reached over TLS
-//! with the configured CA and, for mutual TLS, client certificate ([`crate::tls::ClientTls`]).
+//! configured (`FAIRCHANCE_CLIENT_TOKEN_FILE`, re-read every `FAIRCHANCE_TOKENS_RELOAD`, so an
+//! upstream's token rotation completes without a restart), and an `https://` upstream is
+//! reached over TLS with the configured CA and, for mutual TLS, client certificate
+//! ([`crate::tls::ClientTls`]).
 //! A call the upstream refuses for want of credentials (UNAUTHENTICATED, PERMISSION_DENIED)
 //! is logged as an error naming the upstream, and never retried: it fails the same way again.
 
@@ -39,7 +41,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::{ClientConfig, ConfigError, ServiceConfig};
+use crate::config::{BearerToken, ClientConfig, ConfigError, ServiceConfig};
+use crate::reload::{Live, Watch};
 
 /// Metadata key of the idempotency key every unary call carries.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -72,7 +75,8 @@ pub enum ClientError {
 pub struct Connector {
     settings: Arc<ClientConfig>,
     upstreams: BTreeMap<&'static str, String>,
-    authorization: Option<MetadataValue<Ascii>>,
+    /// Shared by every client it hands out, so a reloaded token reaches them all.
+    authorization: Option<Live<MetadataValue<Ascii>>>,
 }
 
 impl Connector {
@@ -84,14 +88,41 @@ impl Connector {
     }
 
     /// Settings without configured upstreams: callers name the address ([`Connector::connect`]).
+    ///
+    /// With `settings.token_file`, the token is re-read from it while this connector or a
+    /// client it made is in use: a new token is sent from the next
+    /// call on, an unusable one is logged and the previous one kept. Watching needs a Tokio
+    /// runtime; outside one the token is kept as it is.
     pub fn new(settings: ClientConfig) -> Self {
-        let authorization = settings.token.as_ref().and_then(|token| {
-            // `BearerToken` admits only visible ASCII, which is always valid metadata.
-            let mut value = MetadataValue::try_from(token.header_value()).ok()?;
-            // Kept out of HPACK's dynamic table and of debug output.
-            value.set_sensitive(true);
-            Some(value)
-        });
+        let authorization = settings
+            .token
+            .as_ref()
+            .and_then(authorization_value)
+            .map(|value| Live::new(Arc::new(value)));
+        if let (Some(live), Some(file)) = (&authorization, &settings.token_file) {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let path = file.path.display().to_string();
+                Watch {
+                    credential: "client_token",
+                    origin: file.origin.clone(),
+                    paths: vec![file.path.clone()],
+                    every: file.every,
+                }
+                .spawn(live, None, move |texts| {
+                    BearerToken::new(&texts[0])
+                        .map_err(|why| format!("{path}: {why}"))
+                        .and_then(|token| {
+                            authorization_value(&token)
+                                .ok_or_else(|| format!("{path}: not valid as a header"))
+                        })
+                });
+            } else {
+                tracing::warn!(
+                    origin = %file.origin,
+                    "no async runtime: the client token is not re-read when its file changes"
+                );
+            }
+        }
         Self {
             settings: Arc::new(settings),
             upstreams: BTreeMap::new(),
@@ -162,6 +193,15 @@ impl Connector {
             authorization: self.authorization.clone(),
         })
     }
+}
+
+/// The `authorization` metadata carrying `token`.
+fn authorization_value(token: &BearerToken) -> Option<MetadataValue<Ascii>> {
+    // `BearerToken` admits only visible ASCII, which is always valid metadata.
+    let mut value = MetadataValue::try_from(token.header_value()).ok()?;
+    // Kept out of HPACK's dynamic table and of debug output.
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn upstream_key(service: &str) -> String {
@@ -257,7 +297,7 @@ pub struct Client {
     url: String,
     channel: Channel,
     settings: Arc<ClientConfig>,
-    authorization: Option<MetadataValue<Ascii>>,
+    authorization: Option<Live<MetadataValue<Ascii>>>,
 }
 
 impl Client {
@@ -287,7 +327,10 @@ impl Client {
     /// What every outgoing call carries: the token and the trace context.
     fn stamp(&self, metadata: &mut MetadataMap) {
         if let Some(authorization) = &self.authorization {
-            metadata.insert("authorization", authorization.clone());
+            metadata.insert(
+                "authorization",
+                MetadataValue::clone(&authorization.current()),
+            );
         }
         inject_trace_context(metadata);
     }

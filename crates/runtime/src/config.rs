@@ -69,6 +69,10 @@ pub struct ServerConfig {
     /// Whether calls need a bearer token, and the known ones (`FAIRCHANCE_AUTH`,
     /// `FAIRCHANCE_TOKENS_FILE`).
     pub auth: AuthMode,
+    /// The tokens file the server keeps re-reading while auth is required
+    /// (`FAIRCHANCE_TOKENS_FILE`, every `FAIRCHANCE_TOKENS_RELOAD`); `None` keeps the tokens
+    /// in `auth` for good.
+    pub tokens_file: Option<WatchedFile>,
     /// TLS, mutual when a client CA is set (`FAIRCHANCE_TLS_CERT`, `FAIRCHANCE_TLS_KEY`,
     /// `FAIRCHANCE_TLS_CLIENT_CA`); `None` serves plaintext.
     pub tls: Option<TlsConfig>,
@@ -87,11 +91,28 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(25),
             health_interval: Duration::from_secs(5),
             auth: AuthMode::Off,
+            tokens_file: None,
             tls: None,
             health_addr: None,
         }
     }
 }
+
+/// A credential file named by a setting, re-read while the service runs so a rotated Secret
+/// takes effect without a restart (see [`crate::auth::AuthLayer::reload_from`] and
+/// [`crate::client::Connector`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    pub path: PathBuf,
+    /// The setting that named it and where it was set, for messages.
+    pub origin: String,
+    /// How often it is re-read (`FAIRCHANCE_TOKENS_RELOAD`).
+    pub every: Duration,
+}
+
+/// Default of `FAIRCHANCE_TOKENS_RELOAD`: a rotated token works within this (plus the
+/// kubelet's own delay in updating a mounted Secret, up to about a minute).
+pub const DEFAULT_TOKENS_RELOAD: Duration = Duration::from_secs(10);
 
 /// Default of `FAIRCHANCE_MAX_MESSAGE_BYTES`: 1 MiB, in both directions. A bigger message is
 /// a bug or an attack; lists are paged and bulk submissions are streamed item by item.
@@ -113,6 +134,9 @@ pub struct ClientConfig {
     pub max_message_bytes: usize,
     /// The bearer token sent on every call (`FAIRCHANCE_CLIENT_TOKEN_FILE`); `None` sends none.
     pub token: Option<BearerToken>,
+    /// The file `token` came from, re-read while the service runs, so an upstream's token
+    /// rotation completes without a restart; `None` sends `token` for good.
+    pub token_file: Option<WatchedFile>,
     /// TLS for `https://` upstreams (`FAIRCHANCE_CLIENT_CA`, `FAIRCHANCE_CLIENT_CERT`,
     /// `FAIRCHANCE_CLIENT_KEY`); `None` allows only `http://` upstreams.
     pub tls: Option<ClientTls>,
@@ -167,6 +191,7 @@ impl Default for ClientConfig {
             backoff: Duration::from_millis(50),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             token: None,
+            token_file: None,
             tls: None,
         }
     }
@@ -352,6 +377,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FAIRCHANCE_METRICS_ADDR",
     "FAIRCHANCE_AUTH",
     "FAIRCHANCE_TOKENS_FILE",
+    "FAIRCHANCE_TOKENS_RELOAD",
     "FAIRCHANCE_TLS_CERT",
     "FAIRCHANCE_TLS_KEY",
     "FAIRCHANCE_TLS_CLIENT_CA",
@@ -459,15 +485,21 @@ impl ServiceConfig {
             "FAIRCHANCE_HEALTH_INTERVAL",
             server_defaults.health_interval,
         );
+        let tokens_reload = sources.duration(
+            &mut errors,
+            "FAIRCHANCE_TOKENS_RELOAD",
+            DEFAULT_TOKENS_RELOAD,
+        );
         for (key, value) in [
             ("FAIRCHANCE_REQUEST_TIMEOUT", request_timeout),
             ("FAIRCHANCE_HEALTH_INTERVAL", health_interval),
+            ("FAIRCHANCE_TOKENS_RELOAD", tokens_reload),
         ] {
             if value.is_zero() {
                 errors.push(format!("{key}: must be longer than zero"));
             }
         }
-        let client = client_config(sources, &mut errors, max_message_bytes);
+        let client = client_config(sources, &mut errors, max_message_bytes, tokens_reload);
         let log_format = sources.get(&mut errors, "FAIRCHANCE_LOG_FORMAT", LogFormat::Auto);
         let log_filter = sources
             .string("FAIRCHANCE_LOG")
@@ -526,7 +558,19 @@ impl ServiceConfig {
             ));
         }
         let auth = load_auth(sources, &mut errors);
-        let tls = load_tls(sources, &mut errors);
+        let tokens_file = match &auth {
+            AuthMode::Required(_) => {
+                sources
+                    .raw("FAIRCHANCE_TOKENS_FILE")
+                    .map(|(path, origin)| WatchedFile {
+                        path: PathBuf::from(path),
+                        origin,
+                        every: tokens_reload,
+                    })
+            }
+            AuthMode::Off => None,
+        };
+        let tls = load_tls(sources, &mut errors, tokens_reload);
         let health_addr = sources.parse_with(&mut errors, "FAIRCHANCE_HEALTH_ADDR", None, |s| {
             if s.eq_ignore_ascii_case("off") {
                 return Ok(None);
@@ -565,6 +609,7 @@ impl ServiceConfig {
                 drain_timeout,
                 health_interval,
                 auth,
+                tokens_file,
                 tls,
                 health_addr,
             },
@@ -625,8 +670,8 @@ fn load_auth(sources: &Sources, errors: &mut Vec<String>) -> AuthMode {
 }
 
 /// `FAIRCHANCE_TLS_CERT` and `FAIRCHANCE_TLS_KEY` (both or neither), and
-/// `FAIRCHANCE_TLS_CLIENT_CA` for mutual TLS.
-fn load_tls(sources: &Sources, errors: &mut Vec<String>) -> Option<TlsConfig> {
+/// `FAIRCHANCE_TLS_CLIENT_CA` for mutual TLS; the first two are re-read every `every`.
+fn load_tls(sources: &Sources, errors: &mut Vec<String>, every: Duration) -> Option<TlsConfig> {
     let mut read = |key: &str| {
         let (path, origin) = sources.raw(key)?;
         std::fs::read(&path)
@@ -662,7 +707,12 @@ fn load_tls(sources: &Sources, errors: &mut Vec<String>) -> Option<TlsConfig> {
     if set("FAIRCHANCE_TLS_CLIENT_CA") && client_ca.is_none() {
         return None;
     }
+    let (cert_path, key_path) = (
+        sources.string("FAIRCHANCE_TLS_CERT")?,
+        sources.string("FAIRCHANCE_TLS_KEY")?,
+    );
     TlsConfig::new(cert, key, client_ca)
+        .map(|tls| tls.reload_from(cert_path.into(), key_path.into(), every))
         .map_err(|why| errors.push(why))
         .ok()
 }
@@ -730,6 +780,7 @@ fn client_config(
     sources: &Sources,
     errors: &mut Vec<String>,
     max_message_bytes: usize,
+    tokens_reload: Duration,
 ) -> ClientConfig {
     let defaults = ClientConfig::default();
     let connect_timeout = sources.duration(
@@ -758,6 +809,14 @@ fn client_config(
         },
     );
     let (token, tls) = load_client_credentials(sources, errors);
+    let token_file = token.as_ref().and_then(|_| {
+        let (path, origin) = sources.raw("FAIRCHANCE_CLIENT_TOKEN_FILE")?;
+        Some(WatchedFile {
+            path: PathBuf::from(path),
+            origin,
+            every: tokens_reload,
+        })
+    });
     ClientConfig {
         connect_timeout,
         deadline,
@@ -765,6 +824,7 @@ fn client_config(
         backoff,
         max_message_bytes,
         token,
+        token_file,
         tls,
     }
 }
@@ -1020,6 +1080,61 @@ mod tests {
             err.contains("FAIRCHANCE_CLIENT_CA: required when FAIRCHANCE_CLIENT_CERT is set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn credential_files_are_re_read_at_the_configured_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            format!(
+                "[[caller]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"*\"]\n",
+                crate::auth::token_digest("t")
+            ),
+        )
+        .unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let (tokens, token) = (tokens.display().to_string(), token.display().to_string());
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("FAIRCHANCE_AUTH", "required"),
+                ("FAIRCHANCE_TOKENS_FILE", tokens.as_str()),
+                ("FAIRCHANCE_CLIENT_TOKEN_FILE", token.as_str()),
+            ];
+            pairs.extend_from_slice(extra);
+            ServiceConfig::load(&env(&pairs), &defaults())
+        };
+        let cfg = with(&[("FAIRCHANCE_TOKENS_RELOAD", "2s")]).unwrap();
+        assert_eq!(
+            cfg.server.tokens_file,
+            Some(WatchedFile {
+                path: PathBuf::from(&tokens),
+                origin: "FAIRCHANCE_TOKENS_FILE (environment)".into(),
+                every: Duration::from_secs(2),
+            })
+        );
+        let client = cfg.client.token_file.unwrap();
+        assert_eq!(client.path, PathBuf::from(&token));
+        assert_eq!(client.every, Duration::from_secs(2));
+        let cfg = with(&[]).unwrap();
+        assert_eq!(cfg.server.tokens_file.unwrap().every, DEFAULT_TOKENS_RELOAD);
+        // With auth off nothing checks tokens, so nothing re-reads them.
+        let cfg = with(&[("FAIRCHANCE_AUTH", "off")]).unwrap();
+        assert!(cfg.server.tokens_file.is_none());
+        for (bad, why) in [
+            ("0s", "FAIRCHANCE_TOKENS_RELOAD: must be longer than zero"),
+            (
+                "often",
+                "FAIRCHANCE_TOKENS_RELOAD (environment): invalid value \"often\"",
+            ),
+        ] {
+            let text = with(&[("FAIRCHANCE_TOKENS_RELOAD", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(why), "{text}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod pii;
 pub mod playbook;
+mod reload;
 pub mod server;
 pub mod service;
 pub mod streams;

@@ -5,6 +5,8 @@
 //! [`crate::metrics`]), bearer tokens with a scope per RPC and optional (mutual) TLS (see
 //! [`crate::auth`], [`crate::tls`]), and graceful shutdown that drains in-flight calls.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
@@ -53,6 +55,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Scopes(#[from] crate::auth::ScopeError),
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot listen on {addr} for plaintext health: {source}")]
     HealthListen {
         addr: std::net::SocketAddr,
@@ -141,21 +145,21 @@ pub async fn serve(
     // the caller's name.
     let streaming = crate::streams::streaming_paths(proto::FILE_DESCRIPTOR_SET)
         .map_err(crate::auth::ScopeError::from)?;
+    let auth = AuthLayer::new(config.auth.clone(), scope_table);
+    if let Some(file) = &config.tokens_file {
+        auth.reload_from(file, shutdown.clone());
+    }
     let layers = ServiceBuilder::new()
         .layer(RpcMetricsLayer)
-        .layer(AuthLayer::new(config.auth.clone(), scope_table))
+        .layer(auth)
         .layer(StreamLimitLayer::new(
             streaming,
             config.max_streams_per_caller,
         ))
         .layer(limits(config.concurrency_limit));
 
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls.server_config())?;
-    }
     let stop = shutdown.clone();
-    let server = builder
+    let router = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         // Larger HTTP/2 windows than the 64 KiB default let a client stream run ahead while a
         // batch is written, so bulk submissions arrive in full batches.
@@ -167,11 +171,20 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(crate::client::KEEPALIVE_TIMEOUT))
         .trace_fn(request_span)
         .layer(layers)
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(incoming, async move {
-            stop.cancelled().await;
-        });
-    tokio::pin!(server);
+        .add_routes(routes.routes());
+    let signal = async move {
+        stop.cancelled().await;
+    };
+    let mut server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &config.tls {
+            Some(tls) => {
+                let incoming = tls
+                    .accept(incoming, shutdown.clone())
+                    .map_err(ServerError::Tls)?;
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+        };
 
     tokio::select! {
         result = &mut server => return result.map_err(ServerError::from),

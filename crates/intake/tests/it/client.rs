@@ -1,8 +1,9 @@
 //! The client every service calls the others with (`runtime::client`), against a real intake:
 //! deadlines end calls, the message limit holds in both directions, an idempotent call that
 //! is retried takes effect once (intake honours its idempotency key), and a call that is not
-//! idempotent is not retried. Faults are injected by a layer in front of intake's routes:
-//! a delay, or an answer lost after intake did the work.
+//! idempotent is not retried, and a token file that changes is re-read, so the next calls
+//! carry the new token. Faults are injected by a layer in front of intake's routes: a delay,
+//! or an answer lost after intake did the work.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,11 +37,17 @@ struct Plan {
     lose_first_answer: Option<Code>,
     /// The `idempotency-key` of each call that reached the layer.
     seen: Mutex<Vec<String>>,
+    /// The `authorization` header of each call that reached the layer.
+    authorizations: Mutex<Vec<String>>,
 }
 
 impl Plan {
     fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
+    }
+
+    fn last_authorization(&self) -> Option<String> {
+        self.authorizations.lock().unwrap().last().cloned()
     }
 }
 
@@ -98,6 +105,14 @@ where
                 request
                     .headers()
                     .get(IDEMPOTENCY_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            self.plan.authorizations.lock().unwrap().push(
+                request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned(),
@@ -336,4 +351,82 @@ async fn a_call_that_is_not_idempotent_is_not_retried() {
     // Every call carries a key even so, for a server that keeps records.
     assert!(!plan.seen()[0].is_empty());
     assert_eq!(leads_in(&intake.db).await, 1);
+}
+
+fn client_reload_failures() -> f64 {
+    runtime::metrics::encode()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "fairchance_credential_reload_failures_total{credential=\"client_token\"} ",
+            )
+        })
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_client_whose_token_file_changes_sends_the_new_token() {
+    let plan = Arc::new(Plan {
+        path: "/fairchance.intake.v1.IntakeService/GetLead",
+        ..Plan::default()
+    });
+    let intake = intake(plan.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "first-token\n").unwrap();
+    let path = token_file.display().to_string();
+    let env = [
+        ("FAIRCHANCE_CLIENT_TOKEN_FILE", path.as_str()),
+        ("FAIRCHANCE_TOKENS_RELOAD", "20ms"),
+        ("FAIRCHANCE_INTAKE_URL", intake.url.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = runtime::config::ServiceConfig::load(
+        &runtime::config::Sources::from_map(env).unwrap(),
+        &runtime::config::Defaults::service("activation", 0),
+    )
+    .unwrap();
+    let client = Connector::from_config(&config).upstream("intake").unwrap();
+    let get = || async {
+        let status = client
+            .unary(
+                &GET,
+                pb::GetLeadRequest {
+                    lead_id: uuid::Uuid::now_v7().to_string(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        plan.last_authorization()
+    };
+    assert_eq!(get().await.as_deref(), Some("Bearer first-token"));
+
+    // Written in place rather than swapped: a plain file works as well as a Secret's symlink.
+    std::fs::write(&token_file, "second-token\n").unwrap();
+    let mut sent = None;
+    for _ in 0..250 {
+        sent = get().await;
+        if sent.as_deref() == Some("Bearer second-token") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sent.as_deref(), Some("Bearer second-token"));
+
+    // A token that cannot be sent is reported, and the one in force is kept.
+    let failures = client_reload_failures();
+    std::fs::write(&token_file, "two words\n").unwrap();
+    let mut rejected = false;
+    for _ in 0..250 {
+        if client_reload_failures() > failures {
+            rejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rejected, "the unusable token was never reported");
+    assert_eq!(get().await.as_deref(), Some("Bearer second-token"));
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the shared runtime against real databases.
 
+mod auth;
 mod eventlog;
 mod gapfree;
 mod metrics;

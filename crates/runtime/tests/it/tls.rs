@@ -1,6 +1,7 @@
 //! Mutual TLS on a real server: a caller with a certificate the configured CA signed gets
 //! through, one without a certificate or with another CA's is refused in the handshake, and
-//! the plaintext health port answers the kubelet's probes while the main port needs TLS.
+//! the plaintext health port answers the kubelet's probes while the main port needs TLS. A
+//! certificate rewritten on disk is served to new connections without a restart.
 
 use std::time::Duration;
 
@@ -182,6 +183,119 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca_and_health_stays_p
         !matches!(after, Ok(Ok(ref r)) if r.get_ref().status == ServingStatus::Serving as i32),
         "plaintext health still SERVING after shutdown: {after:?}"
     );
+}
+
+fn reload_failures() -> f64 {
+    runtime::metrics::encode()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "fairchance_credential_reload_failures_total{credential=\"tls_certificate\"} ",
+            )
+        })
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_rewritten_certificate_is_served_to_new_connections_without_a_restart() {
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::write(&cert, pem("server.pem")).unwrap();
+    std::fs::write(&key, pem("server.key")).unwrap();
+    let tls = TlsConfig::new(pem("server.pem"), pem("server.key"), None)
+        .unwrap()
+        .reload_from(cert.clone(), key.clone(), Duration::from_millis(20));
+    let test_db = TestDb::sqlite();
+    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+    let (listener, addr) = testkit::bind_local().await;
+    let config = ServerConfig {
+        tls: Some(tls),
+        ..Default::default()
+    };
+    let stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let target = HealthTarget {
+                service: "fairchance.test.v1.TestService",
+                db,
+                scopes: &[],
+            };
+            serve(
+                listener,
+                RoutesBuilder::default(),
+                vec![target],
+                &config,
+                stop,
+            )
+            .await
+        }
+    });
+    // A new client each time: a new connection, so a new handshake.
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let connect = || async {
+        let trusting = ClientTls::new(pem("ca.pem"), None).unwrap();
+        check(&client(Some(trusting), &url)).await
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if connect().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up, "the server never answered over TLS");
+
+    // A key that is not the certificate's: reported, and the pair in force is still served.
+    let failures = reload_failures();
+    std::fs::write(&key, pem("other-client.key")).unwrap();
+    let mut rejected = false;
+    for _ in 0..250 {
+        if reload_failures() > failures {
+            rejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rejected, "the mismatched key was never reported");
+    connect()
+        .await
+        .expect("the previous certificate is still served");
+
+    // A certificate the client must refuse (issued for a client, to another name): once it is
+    // served, new connections see it.
+    std::fs::write(&cert, pem("client.pem")).unwrap();
+    std::fs::write(&key, pem("client.key")).unwrap();
+    let mut refused = None;
+    for _ in 0..250 {
+        if let Err(status) = connect().await {
+            refused = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("the new certificate was never served");
+    assert!(
+        refused.message().contains("invalid peer certificate"),
+        "{refused:?}"
+    );
+
+    // And back: the next renewal is taken as well.
+    std::fs::write(&cert, pem("server.pem")).unwrap();
+    std::fs::write(&key, pem("server.key")).unwrap();
+    let mut served = false;
+    for _ in 0..250 {
+        if connect().await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "the renewed certificate was never served");
+
+    stop.cancel();
+    server.await.unwrap().unwrap();
 }
 
 #[test]
