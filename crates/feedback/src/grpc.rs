@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::convert::{from_wire, funnel_step_to_proto, group_to_proto, verdict_to_proto};
 use crate::domain::{FeedbackError, GroupBy, OutcomeReason, OutcomeStage};
-use crate::queries::VerdictCode;
+use crate::queries::{VerdictCode, VerdictCursor};
 use crate::service::{Feedback, Judged, ServiceError};
 
 /// Fully qualified name of the service, for health checks.
@@ -68,6 +68,68 @@ fn required_time(
 ) -> Result<jiff::Timestamp, Status> {
     optional_timestamp(field, ts)?
         .ok_or_else(|| invalid_argument([(field, "required: the start of the period")]))
+}
+
+/// What a verdict listing's page token continues: the request's period and filter, which
+/// the token carries so that a token handed to another listing is refused rather than
+/// silently starting it part-way.
+struct Listing {
+    from: jiff::Timestamp,
+    to: Option<jiff::Timestamp>,
+    verdict: i32,
+}
+
+/// The version and kind a token starts with, so a token from another RPC is never read as one.
+const TOKEN_TAG: &str = "verdicts-v1";
+
+impl Listing {
+    fn fields(&self) -> [String; 4] {
+        [
+            TOKEN_TAG.to_owned(),
+            self.from.as_microsecond().to_string(),
+            self.to
+                .map(|t| t.as_microsecond().to_string())
+                .unwrap_or_default(),
+            self.verdict.to_string(),
+        ]
+    }
+
+    /// The token of the page after `cursor`: this listing and the cursor, hex-encoded so
+    /// callers treat it as opaque.
+    fn token(&self, cursor: VerdictCursor) -> String {
+        let [tag, from, to, verdict] = self.fields();
+        hex::encode(format!(
+            "{tag}.{from}.{to}.{verdict}.{}.{}",
+            cursor.received_at.as_microsecond(),
+            cursor.lead
+        ))
+    }
+
+    fn parse_token(&self, token: &str) -> Result<VerdictCursor, Status> {
+        let bad = |why: &str| invalid_argument([("page_token", why.to_owned())]);
+        let malformed = || bad("not a token from a previous ListVerdicts response");
+        let text = hex::decode(token)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(malformed)?;
+        let parts: Vec<&str> = text.split('.').collect();
+        let [tag, from, to, verdict, received, lead] = parts.as_slice() else {
+            return Err(malformed());
+        };
+        if *tag != TOKEN_TAG {
+            return Err(malformed());
+        }
+        if [*tag, *from, *to, *verdict] != self.fields().each_ref().map(String::as_str) {
+            return Err(bad(
+                "the token belongs to another listing: keep from, to and verdict as they were",
+            ));
+        }
+        let received: i64 = received.parse().map_err(|_| malformed())?;
+        Ok(VerdictCursor {
+            received_at: jiff::Timestamp::from_microsecond(received).map_err(|_| malformed())?,
+            lead: lead.parse().map_err(|_| malformed())?,
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -160,15 +222,15 @@ impl FeedbackService for FeedbackApi {
         let from = required_time("from", request.from.as_ref())?;
         let to = optional_timestamp("to", request.to.as_ref())?;
         let limit = page_size(request.page_size)?;
-        let offset: u64 = if request.page_token.is_empty() {
-            0
+        let listing = Listing {
+            from,
+            to,
+            verdict: request.verdict,
+        };
+        let after = if request.page_token.is_empty() {
+            None
         } else {
-            request.page_token.parse().map_err(|_| {
-                invalid_argument([(
-                    "page_token",
-                    "not a token from a previous ListVerdicts response",
-                )])
-            })?
+            Some(listing.parse_token(&request.page_token)?)
         };
         let wanted = match pb::Verdict::try_from(request.verdict).unwrap_or_default() {
             pb::Verdict::Unspecified => None,
@@ -176,26 +238,23 @@ impl FeedbackService for FeedbackApi {
             pb::Verdict::NotFair => Some(VerdictCode::NotFair),
             pb::Verdict::Undetermined => Some(VerdictCode::Undetermined),
         };
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        // One more than the page tells whether another page follows.
-        let mut verdicts: Vec<pb::LeadVerdict> = self
+        let page = self
             .feedback
-            .verdicts(from, to, wanted, offset, limit.saturating_add(1))
+            .verdicts(
+                from,
+                to,
+                wanted,
+                after,
+                u64::try_from(limit).unwrap_or(u64::MAX),
+            )
             .await
-            .map_err(status_of)?
-            .iter()
-            .map(verdict)
-            .collect();
-        let more = verdicts.len() as u64 > limit;
-        verdicts.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = offset + verdicts.len() as u64;
+            .map_err(status_of)?;
         Ok(Response::new(pb::ListVerdictsResponse {
-            verdicts,
-            next_page_token: if more {
-                next.to_string()
-            } else {
-                String::new()
-            },
+            verdicts: page.verdicts.iter().map(verdict).collect(),
+            next_page_token: page
+                .next
+                .map(|cursor| listing.token(cursor))
+                .unwrap_or_default(),
         }))
     }
 
@@ -220,5 +279,68 @@ impl FeedbackService for FeedbackApi {
             context: timeline.context.into_iter().collect(),
             verdict: Some(verdict(&judged)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(verdict: i32) -> Listing {
+        Listing {
+            from: "2026-03-01T00:00:00Z".parse().unwrap(),
+            to: None,
+            verdict,
+        }
+    }
+
+    fn violation(status: &Status) -> String {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        status.message().to_owned()
+    }
+
+    #[test]
+    fn a_token_continues_its_own_listing_only() {
+        let cursor = VerdictCursor {
+            received_at: "2026-03-04T05:06:07.000008Z".parse().unwrap(),
+            lead: Uuid::now_v7(),
+        };
+        let token = listing(2).token(cursor);
+        assert_eq!(listing(2).parse_token(&token).unwrap(), cursor);
+        // Another verdict filter, period end or start: the token is foreign.
+        for other in [
+            listing(1),
+            Listing {
+                to: Some("2026-04-01T00:00:00Z".parse().unwrap()),
+                ..listing(2)
+            },
+            Listing {
+                from: "2026-02-01T00:00:00Z".parse().unwrap(),
+                ..listing(2)
+            },
+        ] {
+            let status = other.parse_token(&token).unwrap_err();
+            assert!(violation(&status).contains("another listing"));
+        }
+        // Not hex, not text, another tag, missing or garbled parts: malformed.
+        let garbled = [
+            "nope".to_owned(),
+            "50000".to_owned(),
+            hex::encode([0xff, 0xfe]),
+            hex::encode(format!("queue-v1.1.2.3.4.{}", cursor.lead)),
+            hex::encode("verdicts-v1.1772323200000000..2.5"),
+            hex::encode("verdicts-v1.1772323200000000..2.x.y"),
+            hex::encode(
+                "verdicts-v1.1772323200000000..2.999999999999999999.00000000-0000-0000-0000-000000000000",
+            ),
+            format!("{token}0"),
+        ];
+        for token in garbled {
+            let status = listing(2).parse_token(&token).unwrap_err();
+            assert!(
+                violation(&status).contains("not a token"),
+                "{token}: {status:?}"
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::domain::{
     attribute, check_outcome, timeline, verdict,
 };
 use crate::playbook::FeedbackPlaybook;
-use crate::queries::{ReportRules, VerdictCode};
+use crate::queries::{ReportRules, VerdictCode, VerdictCursor};
 use crate::store::{Store, StoredOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,14 @@ pub struct Judged {
     pub fact: LeadFact,
     pub verdict: Verdict,
     pub attribution: Option<Attribution>,
+}
+
+/// A page of a verdict listing.
+#[derive(Debug, Clone)]
+pub struct VerdictPage {
+    pub verdicts: Vec<Judged>,
+    /// Where the next page starts; `None` when this one is the last.
+    pub next: Option<VerdictCursor>,
 }
 
 /// Feedback's application service.
@@ -248,25 +256,43 @@ impl Feedback {
         }
     }
 
-    /// One page of the verdicts of the leads received in `[from, to)`, oldest first: `limit`
-    /// of them after skipping `offset`, only those with the verdict `wanted` when given. The
-    /// store selects the page (evaluating the rule in SQL); only its facts are loaded and
-    /// judged here, for the reasons a listing shows.
+    /// One page of the verdicts of the leads received in `[from, to)`, oldest first: the
+    /// first `limit` after `after`, only those with the verdict `wanted` when given. The store
+    /// selects the page (evaluating the rule in SQL); only its facts are loaded and judged
+    /// here, for the reasons a listing shows.
     pub async fn verdicts(
         &self,
         from: Timestamp,
         to: Option<Timestamp>,
         wanted: Option<VerdictCode>,
-        offset: u64,
+        after: Option<VerdictCursor>,
         limit: u64,
-    ) -> Result<Vec<Judged>, ServiceError> {
+    ) -> Result<VerdictPage, ServiceError> {
         let period = self.period(from, to)?;
         let rule = self.playbook.current().fair_chance();
-        let leads = self
+        // One more than the page tells whether another page follows.
+        let mut rows = self
             .store
-            .verdict_page(period, &rule, self.now(), wanted, offset, limit)
+            .verdict_page(
+                period,
+                &rule,
+                self.now(),
+                wanted,
+                after,
+                limit.saturating_add(1),
+            )
             .await?;
-        Ok(leads.into_iter().map(|f| self.judge_fact(f)).collect())
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = if more {
+            rows.last().map(|(cursor, _)| *cursor)
+        } else {
+            None
+        };
+        Ok(VerdictPage {
+            verdicts: rows.into_iter().map(|(_, f)| self.judge_fact(f)).collect(),
+            next,
+        })
     }
 
     /// One lead's verdict.
