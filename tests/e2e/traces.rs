@@ -247,7 +247,7 @@ async fn one_trace_follows_a_lead_through_intake_activation_and_followup() {
     // Trace B: the owner's first action activates the lead; followup enrolls it.
     let mut activation = ActivationServiceClient::new(activation_channel);
     let mut owner = String::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Ok(found) = activation
             .get_activation(apb::GetActivationRequest {
                 lead_id: lead_id.clone(),
