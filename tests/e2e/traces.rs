@@ -4,9 +4,15 @@
 //! W3C `traceparent` headers; the test then reads which spans joined which trace:
 //!
 //! - `SubmitLead` under trace A: intake's server span, and activation's span consuming the
-//!   `LeadAccepted` that intake appended in it (the trace crossed in the event envelope);
-//! - `RecordFirstAction` under trace B: activation's server span, and followup's span
-//!   consuming the `LeadActivated` it appended (crossed again, to a third service).
+//!   `LeadAccepted` that intake appended in it (the trace crossed in the event envelope).
+//!   Trace A is the lead's trace from then on;
+//! - the SLA deadline the consume scheduled fires (a one-second window) in trace A: timers
+//!   keep the trace of the span that scheduled them;
+//! - `RecordFirstAction` under trace B: activation's server span is in trace B, but the
+//!   change it makes to the lead (appending `LeadActivated`) continues trace A, with a link to
+//!   trace B; followup consumes `LeadActivated` in trace A (crossed again, to a third
+//!   service), and its follow-up step timer fires in trace A, as does the `FollowUpDue` it
+//!   appends.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,7 +61,11 @@ capacity = 100
 
 [[activation.sla]]
 name = "demo"
-window = "1h"
+window = "1s"
+
+# The first breach hands the lead to the manager: no further windows race the test.
+[activation.escalation]
+max_reassignments = 0
 
 [[activation.plans]]
 name = "call"
@@ -68,7 +78,7 @@ default_cadence = "slow"
 
 [[followup.cadences]]
 id = "slow"
-steps = [{ delay = "1h", channel = "email", strategy = "value", template = "intro" }]
+steps = [{ delay = "1s", channel = "email", strategy = "value", template = "intro" }]
 "#;
 
 /// Keeps every finished span.
@@ -92,8 +102,15 @@ impl Collected {
     }
 
     /// The trace of the first finished span named `name` whose `key` attribute ends with
-    /// `value`, waiting up to 10 s for it to finish.
+    /// `value`, and its parent, waiting up to 10 s for it to finish.
     async fn trace_of(&self, name: &str, key: &str, value: &str) -> (TraceId, SpanId) {
+        let span = self.find(name, key, value).await;
+        (span.span_context.trace_id(), span.parent_span_id)
+    }
+
+    /// The first finished span named `name` whose `key` attribute ends with `value`, waiting
+    /// up to 10 s for it to finish.
+    async fn find(&self, name: &str, key: &str, value: &str) -> SpanData {
         for _ in 0..200 {
             let found = self
                 .0
@@ -101,7 +118,7 @@ impl Collected {
                 .expect("spans")
                 .iter()
                 .find(|s| s.name == name && Self::attribute(s, key).ends_with(value))
-                .map(|s| (s.span_context.trace_id(), s.parent_span_id));
+                .cloned();
             if let Some(found) = found {
                 return found;
             }
@@ -223,24 +240,32 @@ async fn one_trace_follows_a_lead_through_intake_activation_and_followup() {
         "activation continues it from the event envelope"
     );
 
+    // The SLA deadline set while consuming it fires in the lead's trace.
+    let (trace, _) = spans.trace_of("timer.fire", "kind", "sla_deadline").await;
+    assert_eq!(trace, trace_a, "the breach joins the lead's trace");
+
     // Trace B: the owner's first action activates the lead; followup enrolls it.
     let mut activation = ActivationServiceClient::new(activation_channel);
     let mut owner = String::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Ok(found) = activation
             .get_activation(apb::GetActivationRequest {
                 lead_id: lead_id.clone(),
             })
             .await
         {
-            owner = found.into_inner().activation.expect("activation").owner_id;
-            if !owner.is_empty() {
+            let found = found.into_inner().activation.expect("activation");
+            if found.state() == apb::ActivationState::Escalated {
+                owner = found.owner_id;
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!owner.is_empty(), "the lead got an owner");
+    assert!(
+        !owner.is_empty(),
+        "the breach handed the lead to the manager"
+    );
     let (trace_b, client_b) = (TraceId::from(0xb1_u128), SpanId::from(0xb2_u64));
     activation
         .record_first_action(with_trace(
@@ -258,10 +283,24 @@ async fn one_trace_follows_a_lead_through_intake_activation_and_followup() {
         .expect("first action");
     let (trace, parent) = spans.trace_of("grpc", "rpc", "/RecordFirstAction").await;
     assert_eq!((trace, parent), (trace_b, client_b));
+    let change = spans.find("lead.change", "change", "first_action").await;
+    assert_eq!(
+        change.span_context.trace_id(),
+        trace_a,
+        "the activation continues the lead's trace"
+    );
+    assert!(
+        change
+            .links
+            .iter()
+            .any(|link| link.span_context.trace_id() == trace_b),
+        "linked to the caller's trace: {:?}",
+        change.links
+    );
     let (trace, _) = spans
         .trace_of("consume", "event_type", "activation.v1.LeadActivated")
         .await;
-    assert_eq!(trace, trace_b, "followup continues the activation's trace");
+    assert_eq!(trace, trace_a, "followup continues the lead's trace");
 
     // The enrolment that span made is real: followup has the plan.
     let mut followup = FollowupServiceClient::new(followup_channel);
@@ -280,6 +319,42 @@ async fn one_trace_follows_a_lead_through_intake_activation_and_followup() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(enrolled, "followup enrolled the lead");
+
+    // The enrolment's step timer inherited the trace, and so did what it appended.
+    let (trace, _) = spans.trace_of("timer.fire", "kind", "followup_wake").await;
+    assert_eq!(
+        trace, trace_a,
+        "the follow-up step fires in the lead's trace"
+    );
+    let mut due = None;
+    for _ in 0..100 {
+        let mut events = followup
+            .subscribe(fpb::SubscribeRequest {
+                from: Some(proto::events::v1::SubscribeFrom {
+                    event_types: vec!["FollowUpDue".into()],
+                    replay_only: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        if let Some(response) = events.message().await.expect("event stream") {
+            due = response.event;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let due = due.expect("a FollowUpDue event");
+    let parent = due
+        .trace_context
+        .get("traceparent")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        parent.starts_with(&format!("00-{trace_a}-")),
+        "FollowUpDue carries the lead's trace: {parent:?}"
+    );
     stop.cancel();
     drop(databases);
 }

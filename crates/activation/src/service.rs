@@ -18,6 +18,7 @@ use runtime::metrics::prometheus_client::registry::Unit;
 use runtime::playbook::Playbook;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::convert::{activation_to_proto, cause_to_proto, channel_to_proto, duration_to_proto};
@@ -164,6 +165,20 @@ impl Activation {
         self.timers.wake();
     }
 
+    /// The span a change to `lead` made on someone else's behalf (a caller's RPC, another
+    /// lead's merge) runs in: it continues the lead's own trace, linked to the caller's span,
+    /// so the events it appends and the timers it sets stay in the trace that follows the lead.
+    async fn lead_span(
+        tx: &mut Tx,
+        lead: Uuid,
+        change: &'static str,
+    ) -> Result<tracing::Span, DbError> {
+        let trace = Store::lead_trace(tx, lead).await?;
+        let span = tracing::info_span!("lead.change", lead_id = %lead, change);
+        runtime::telemetry::continue_trace(&span, &trace);
+        Ok(span)
+    }
+
     /// Saves a record, appends its events (each built from the final snapshot) and keeps its
     /// SLA timer in step with its state.
     async fn persist(
@@ -174,7 +189,9 @@ impl Activation {
         events: Emitted,
         now: Timestamp,
     ) -> Result<(), DbError> {
-        Store::save(tx, record, context).await?;
+        // Kept only when the record is created, in the span its LeadAccepted is consumed in.
+        let trace = runtime::telemetry::current_trace_context();
+        Store::save(tx, record, context, &trace).await?;
         let subject = record.lead.to_string();
         if record.state.is_open() {
             let timer = NewTimer {
@@ -341,7 +358,9 @@ impl Activation {
         if record.owner.is_some() && record.state != State::DoNotContact {
             events.0.push(Box::new(move |a| assigned_event(a, now)));
         }
+        let span = Self::lead_span(tx, lead, "merged").await?;
         self.persist(tx, &record, &packet.encode_to_vec(), events, now)
+            .instrument(span)
             .await?;
         Ok(())
     }
@@ -696,7 +715,9 @@ impl Activation {
             };
             NewEvent::new(lead_id, &event, now)
         }));
+        let span = Self::lead_span(&mut tx, lead, "first_action").await?;
         self.persist(&mut tx, &record, &context, events, now)
+            .instrument(span)
             .await?;
         tx.commit().await.map_err(DbError::from)?;
         self.wake();
@@ -732,6 +753,7 @@ impl Activation {
                 if let Some((mut record, context)) =
                     Store::load_for_update(&mut tx, self.backend(), lead).await?
                 {
+                    let span = Self::lead_span(&mut tx, lead, "owner_unavailable").await?;
                     record.previous_owners.push(owner.clone());
                     let route = rotation(&record.team);
                     let mut events = Emitted::default();
@@ -760,10 +782,13 @@ impl Activation {
                             record.state = State::Queued;
                             record.owner = None;
                             record.waiting_cause = Some(cause);
-                            self.schedule_retry(&mut tx, &record, now).await?;
+                            self.schedule_retry(&mut tx, &record, now)
+                                .instrument(span.clone())
+                                .await?;
                         }
                     }
                     self.persist(&mut tx, &record, &context, events, now)
+                        .instrument(span)
                         .await?;
                     moved.push(lead);
                 }

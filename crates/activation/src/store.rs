@@ -34,16 +34,18 @@ impl Store {
         &self.db
     }
 
-    /// Inserts or replaces a lead's activation.
+    /// Inserts or replaces a lead's activation. `lead_trace` is kept only from the insert:
+    /// the lead's trace is the one it arrived in (see [`Store::lead_trace`]).
     pub async fn save(
         tx: &mut Tx,
         record: &ActivationRecord,
         context: &[u8],
+        lead_trace: &BTreeMap<String, String>,
     ) -> Result<(), DbError> {
         let json = serde_json::to_string(record).map_err(DbError::corrupt)?;
         sqlx::query(
-            "INSERT INTO activations (lead_id, state, team_id, owner_id, deadline, received_at, record, context) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO activations (lead_id, state, team_id, owner_id, deadline, received_at, record, context, trace_context) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (lead_id) DO UPDATE SET state = excluded.state, team_id = excluded.team_id, \
              owner_id = excluded.owner_id, deadline = excluded.deadline, record = excluded.record, \
              context = excluded.context",
@@ -56,9 +58,23 @@ impl Store {
         .bind(to_micros(record.received_at))
         .bind(json)
         .bind(context.to_vec())
+        .bind(runtime::telemetry::encode_trace_context(lead_trace))
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// The W3C trace context the lead arrived in (empty if none was recorded), read in the
+    /// transaction that holds its row.
+    pub async fn lead_trace(tx: &mut Tx, lead: Uuid) -> Result<BTreeMap<String, String>, DbError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT trace_context FROM activations WHERE lead_id = $1")
+                .bind(lead.to_string())
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(runtime::telemetry::decode_trace_context(
+            &text.unwrap_or_default(),
+        ))
     }
 
     /// A lead's activation and context packet, locked until the transaction ends on PostgreSQL.

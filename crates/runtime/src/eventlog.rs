@@ -180,7 +180,8 @@ impl EventLog {
         if events.is_empty() {
             return Ok(());
         }
-        let trace = encode_trace_context(&crate::telemetry::current_trace_context());
+        let trace =
+            crate::telemetry::encode_trace_context(&crate::telemetry::current_trace_context());
         let rows: Vec<(&NewEvent, &str)> = events.iter().map(|e| (e, trace.as_str())).collect();
         self.insert(tx, &rows).await
     }
@@ -195,7 +196,7 @@ impl EventLog {
     ) -> Result<(), DbError> {
         let traces: Vec<String> = events
             .iter()
-            .map(|(_, trace)| encode_trace_context(trace))
+            .map(|(_, trace)| crate::telemetry::encode_trace_context(trace))
             .collect();
         let rows: Vec<(&NewEvent, &str)> = events
             .iter()
@@ -287,7 +288,7 @@ impl EventLog {
                     aggregate_id: row.try_get("aggregate_id")?,
                     occurred_at: from_micros(row.try_get("occurred_at")?),
                     payload: row.try_get("payload")?,
-                    trace_context: decode_trace_context(
+                    trace_context: crate::telemetry::decode_trace_context(
                         &row.try_get::<String, _>("trace_context")?,
                     ),
                 })
@@ -498,20 +499,6 @@ pub fn parse_cursor(field: &str, text: &str) -> Result<Cursor, tonic::Status> {
         .map_err(|e: BadCursor| crate::grpc::invalid_argument([(field, e.to_string())]))
 }
 
-fn encode_trace_context(ctx: &BTreeMap<String, String>) -> String {
-    ctx.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn decode_trace_context(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,16 +570,5 @@ mod tests {
             .map(|e| e.trace_context["traceparent"].as_str())
             .collect();
         assert_eq!(parents, [first, second]);
-    }
-
-    #[test]
-    fn trace_context_round_trips() {
-        let mut ctx = BTreeMap::new();
-        ctx.insert(
-            "traceparent".to_owned(),
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
-        );
-        ctx.insert("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned());
-        assert_eq!(decode_trace_context(&encode_trace_context(&ctx)), ctx);
     }
 }

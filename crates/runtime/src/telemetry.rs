@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -115,10 +115,84 @@ pub fn current_trace_context() -> BTreeMap<String, String> {
     carrier
 }
 
+/// A trace context as one text column: `key=value` lines (W3C values contain neither).
+pub fn encode_trace_context(ctx: &BTreeMap<String, String>) -> String {
+    ctx.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The inverse of [`encode_trace_context`]; unreadable lines are dropped (a lost trace
+/// link, never a failed read).
+pub fn decode_trace_context(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Makes `span` a child of a stored trace context, so work done later (a timer firing)
+/// joins the trace of the span that caused it. An empty or unreadable context makes `span`
+/// a root. Call before the span is first entered.
+pub fn set_parent_from(span: &tracing::Span, stored: &BTreeMap<String, String>) {
+    let _ = span.set_parent(extract(stored));
+}
+
+/// Makes `span` continue a stored trace (a lead's) instead of the caller's, and links it to
+/// the span the caller is in: a change an RPC makes to a lead then shows in the lead's
+/// trace, and the request's trace and the lead's can each be reached from the other. With
+/// nothing stored, `span` stays in the caller's trace. Call before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, stored: &BTreeMap<String, String>) {
+    let parent = extract(stored);
+    if !parent.span().span_context().is_valid() {
+        return;
+    }
+    let caller = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .clone();
+    let _ = span.set_parent(parent);
+    span.add_link(caller);
+}
+
+fn extract(stored: &BTreeMap<String, String>) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&MapExtractor(stored))
+}
+
+struct MapExtractor<'a>(&'a BTreeMap<String, String>);
+
+impl opentelemetry::propagation::Extractor for MapExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
 struct MapCarrier<'a>(&'a mut BTreeMap<String, String>);
 
 impl opentelemetry::propagation::Injector for MapCarrier<'_> {
     fn set(&mut self, key: &str, value: String) {
         self.0.insert(key.to_owned(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_round_trips() {
+        let mut ctx = BTreeMap::new();
+        ctx.insert(
+            "traceparent".to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        );
+        ctx.insert("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned());
+        assert_eq!(decode_trace_context(&encode_trace_context(&ctx)), ctx);
     }
 }

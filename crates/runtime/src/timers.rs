@@ -9,6 +9,7 @@
 //! fire whose lease was taken over in the meantime is rolled back, so each timer takes effect
 //! once. A timer that came due while every replica was down fires on start.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +19,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::consumer::HandlerError;
 use crate::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
 use crate::metrics::Staged;
+use crate::telemetry;
 
 /// A timer to schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,8 @@ pub struct Timer {
     pub payload: Vec<u8>,
     /// 1 on the first claim; more when a previous claim's lease ran out.
     pub attempts: i64,
+    /// W3C trace context of the span that scheduled it; the fire runs in a child of it.
+    pub trace_context: BTreeMap<String, String>,
 }
 
 /// How many timers wait, for metrics.
@@ -149,17 +154,22 @@ impl Timers {
 
     /// Schedules (or reschedules) a timer inside the caller's transaction. Call [`Timers::wake`]
     /// after the commit so this replica's scheduler looks again.
+    ///
+    /// The current span's trace context is stored with it, as the event log does at append:
+    /// the fire continues the trace of whatever scheduled it (a rescheduling takes over).
     pub async fn schedule(tx: &mut Tx, timer: &NewTimer) -> Result<(), DbError> {
+        let trace = telemetry::encode_trace_context(&telemetry::current_trace_context());
         sqlx::query(
-            "INSERT INTO timers (timer_id, kind, subject, due_at, payload) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO timers (timer_id, kind, subject, due_at, payload, trace_context) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload, \
-             claimed_by = '', claimed_until = 0, attempts = 0",
+             trace_context = excluded.trace_context, claimed_by = '', claimed_until = 0, attempts = 0",
         )
         .bind(Uuid::now_v7().to_string())
         .bind(timer.kind.as_str())
         .bind(timer.subject.as_str())
         .bind(to_micros(timer.due_at))
         .bind(timer.payload.clone())
+        .bind(trace)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -192,7 +202,7 @@ impl Timers {
             "UPDATE timers SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
              WHERE timer_id IN (SELECT timer_id FROM timers WHERE due_at <= $3 AND claimed_until <= $3 \
                                 ORDER BY due_at LIMIT $4 {lock}) \
-             RETURNING timer_id, kind, subject, due_at, payload, attempts"
+             RETURNING timer_id, kind, subject, due_at, payload, attempts, trace_context"
         );
         let rows = sqlx::query(&sql)
             .bind(self.replica.as_str())
@@ -323,7 +333,12 @@ impl Timers {
             query.fetch_all(&mut *tx).await?.into_iter().collect();
         let mut fired = 0;
         for timer in chunk.iter().filter(|t| owned.contains(&t.timer_id)) {
-            if handler.fire(&mut tx, timer).await.is_err() {
+            if handler
+                .fire(&mut tx, timer)
+                .instrument(fire_span(timer))
+                .await
+                .is_err()
+            {
                 tx.rollback().await?;
                 return Ok(None);
             }
@@ -365,7 +380,11 @@ impl Timers {
                         tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
                         Ok(false)
                     }
-                    Ok(true) => handler.fire(&mut tx, timer).await.map(|()| true),
+                    Ok(true) => handler
+                        .fire(&mut tx, timer)
+                        .instrument(fire_span(timer))
+                        .await
+                        .map(|()| true),
                     Err(error) => Err(HandlerError::from(error)),
                 }
             })
@@ -445,5 +464,20 @@ fn timer_from_row(row: &AnyRow) -> Result<Timer, DbError> {
         due_at: from_micros(row.try_get("due_at")?),
         payload: row.try_get("payload")?,
         attempts: row.try_get("attempts")?,
+        trace_context: telemetry::decode_trace_context(&row.try_get::<String, _>("trace_context")?),
     })
+}
+
+/// The span a timer fires in: a child of the span that scheduled it, so what the handler
+/// appends carries that trace on (a lead's SLA breach joins the lead's trace). No subject:
+/// some are contact keys, personal data that must stay out of traces.
+fn fire_span(timer: &Timer) -> tracing::Span {
+    let span = tracing::info_span!(
+        "timer.fire",
+        kind = %timer.kind,
+        attempts = timer.attempts,
+        otel.kind = "consumer"
+    );
+    telemetry::set_parent_from(&span, &timer.trace_context);
+    span
 }

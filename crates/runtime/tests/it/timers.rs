@@ -1,15 +1,21 @@
 //! Durable timers on both backends: due order, rescheduling, exactly-once firing across
-//! concurrent schedulers, crash recovery through leases, and the live scheduler loop.
+//! concurrent schedulers, crash recovery through leases, the live scheduler loop, and the
+//! trace a timer fires in.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use opentelemetry::trace::{TraceContextExt as _, TraceId, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use runtime::consumer::HandlerError;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{Db, ManualClock, Tx};
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
 
 fn t0() -> Timestamp {
     "2026-11-02T09:00:00Z".parse().unwrap()
@@ -232,6 +238,74 @@ pub async fn a_failing_timer_rolls_back_alone_and_stays_claimed(db: Db) {
     assert_eq!(fired(&db).await.len(), 100);
 }
 
+/// Notes the trace each fire runs in, and refuses subjects starting with "bad".
+#[derive(Default)]
+struct Traces(std::sync::Mutex<Vec<(String, TraceId)>>);
+
+impl TimerHandler for Traces {
+    async fn fire(&self, _tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        let trace = tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .trace_id();
+        self.0
+            .lock()
+            .expect("traces")
+            .push((timer.subject.clone(), trace));
+        if timer.subject.starts_with("bad") {
+            return Err("refused".into());
+        }
+        Ok(())
+    }
+}
+
+impl Traces {
+    fn of(&self, subject: &str) -> Vec<TraceId> {
+        let seen = self.0.lock().expect("traces");
+        seen.iter()
+            .filter(|(s, _)| s == subject)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+}
+
+/// A timer fires in a span of the trace it was scheduled in, on the fast path (one
+/// transaction for the chunk) and on the one-savepoint-per-timer path a failure falls back to.
+pub async fn a_timer_fires_in_the_trace_that_scheduled_it(db: Db) {
+    let provider = SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let trace_of = |span: &tracing::Span| span.context().span().span_context().trace_id();
+
+    let (first, second) = (tracing::info_span!("first"), tracing::info_span!("second"));
+    schedule(&db, &[timer("a", t0())])
+        .instrument(first.clone())
+        .await;
+    schedule(&db, &[timer("b", t0())])
+        .instrument(second.clone())
+        .await;
+    let timers = Timers::new(db.clone());
+    let handler = Traces::default();
+    assert_eq!(timers.fire_due(t0(), &handler).await.unwrap(), 2);
+    assert_ne!(trace_of(&first), trace_of(&second));
+    assert_eq!(handler.of("a"), [trace_of(&first)]);
+    assert_eq!(handler.of("b"), [trace_of(&second)]);
+
+    // A failure rolls the chunk back and fires it again timer by timer: still in each trace.
+    let third = tracing::info_span!("third");
+    // "c" is due first, so the fast path fires it before failing on "bad".
+    let earlier = t0() - SignedDuration::from_secs(1);
+    schedule(&db, &[timer("c", earlier), timer("bad", t0())])
+        .instrument(third.clone())
+        .await;
+    let handler = Traces::default();
+    assert_eq!(timers.fire_due(t0(), &handler).await.unwrap(), 1);
+    assert_eq!(handler.of("c"), [trace_of(&third), trace_of(&third)]);
+    assert_eq!(handler.of("bad"), [trace_of(&third), trace_of(&third)]);
+}
+
 /// Instantiates every scenario above as a test on one backend.
 macro_rules! timer_suite {
     ($backend:ident, $make:expr) => {
@@ -248,7 +322,8 @@ macro_rules! timer_suite {
             timer_suite!(@tests due_timers_fire_in_order_once, rescheduling_replaces_and_cancel_removes,
                 a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back, released_claims_fire_at_once,
                 the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
-                a_failing_timer_rolls_back_alone_and_stays_claimed);
+                a_failing_timer_rolls_back_alone_and_stays_claimed,
+                a_timer_fires_in_the_trace_that_scheduled_it);
         }
     };
     (@tests $($name:ident),*) => {
