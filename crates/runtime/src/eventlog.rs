@@ -175,26 +175,56 @@ impl EventLog {
     }
 
     /// Appends events inside the caller's transaction; they become visible when it commits.
+    /// They carry the trace context current now.
     pub async fn append(&self, tx: &mut Tx, events: &[NewEvent]) -> Result<(), DbError> {
         if events.is_empty() {
             return Ok(());
         }
         let trace = encode_trace_context(&crate::telemetry::current_trace_context());
-        // One multi-row INSERT per chunk keeps bulk intake to a few round trips.
-        for chunk in events.chunks(100) {
+        let rows: Vec<(&NewEvent, &str)> = events.iter().map(|e| (e, trace.as_str())).collect();
+        self.insert(tx, &rows).await
+    }
+
+    /// [`EventLog::append`] for events gathered before they are written (e.g. the effects of
+    /// many timers, written together), each with the trace context that was current when it
+    /// was made (`crate::telemetry::current_trace_context()`).
+    pub async fn append_traced(
+        &self,
+        tx: &mut Tx,
+        events: &[(NewEvent, BTreeMap<String, String>)],
+    ) -> Result<(), DbError> {
+        let traces: Vec<String> = events
+            .iter()
+            .map(|(_, trace)| encode_trace_context(trace))
+            .collect();
+        let rows: Vec<(&NewEvent, &str)> = events
+            .iter()
+            .zip(&traces)
+            .map(|((e, _), trace)| (e, trace.as_str()))
+            .collect();
+        self.insert(tx, &rows).await
+    }
+
+    async fn insert(&self, tx: &mut Tx, events: &[(&NewEvent, &str)]) -> Result<(), DbError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One multi-row INSERT per chunk keeps bulk intake and batched timers to a few round
+        // trips; 256 rows of 6 stay far below either backend's limit on bound parameters.
+        for chunk in events.chunks(256) {
             let sql = format!(
                 "INSERT INTO event_log (event_id, event_type, aggregate_id, occurred_at, payload, trace_context) VALUES {}",
                 crate::db::values_placeholders(chunk.len(), 6)
             );
             let mut query = sqlx::query(&sql);
-            for e in chunk {
+            for (e, trace) in chunk {
                 query = query
                     .bind(e.event_id.to_string())
                     .bind(e.type_name.clone())
                     .bind(e.aggregate_id.clone())
                     .bind(to_micros(e.occurred_at))
                     .bind(e.payload.clone())
-                    .bind(trace.clone());
+                    .bind(trace.to_string());
             }
             query.execute(&mut **tx).await?;
         }
@@ -202,7 +232,7 @@ impl EventLog {
             self.service,
             events
                 .iter()
-                .map(|e| e.type_name.rsplit('.').next().unwrap_or(&e.type_name)),
+                .map(|(e, _)| e.type_name.rsplit('.').next().unwrap_or(&e.type_name)),
         );
         Ok(())
     }
@@ -524,6 +554,35 @@ mod tests {
             log.read_live(Cursor::START, announced).await.unwrap().len(),
             1
         );
+    }
+
+    /// Events gathered before they are written keep each its own trace context.
+    #[tokio::test]
+    async fn events_appended_together_keep_their_own_trace_contexts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.migrate(&crate::db::RUNTIME_MIGRATIONS).await.unwrap();
+        let log = EventLog::new(db, "test");
+        let msg = proto::intake::v1::ContactOptedOut::default();
+        let traced = |parent: &str| {
+            let context: BTreeMap<String, String> =
+                [("traceparent".to_owned(), parent.to_owned())].into();
+            (NewEvent::new("agg", &msg, Timestamp::now()), context)
+        };
+        let first = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let second = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut tx = log.db().begin().await.unwrap();
+        log.append_traced(&mut tx, &[traced(first), traced(second)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let stored = log.read_after(Cursor::START, 10).await.unwrap();
+        let parents: Vec<&str> = stored
+            .iter()
+            .map(|e| e.trace_context["traceparent"].as_str())
+            .collect();
+        assert_eq!(parents, [first, second]);
     }
 
     #[test]

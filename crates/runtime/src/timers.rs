@@ -105,6 +105,27 @@ pub trait TimerHandler: Send + Sync {
         timer: &Timer,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
+    /// Called inside a transaction after its timers were completed and before any of them
+    /// fires (`timers` are the ones that will): the place to load what they all need with one
+    /// query per table, so a transaction of many timers costs a few round trips rather than a
+    /// few per timer. An error rolls back the transaction like a failing `fire`.
+    fn load(
+        &self,
+        tx: &mut Tx,
+        timers: &[Timer],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (tx, timers);
+        async { Ok(()) }
+    }
+
+    /// Called inside the transaction after its timers fired, before it commits: the place to
+    /// write what `fire` buffered, with multi-row statements. An error rolls back everything
+    /// the transaction fired, like a failing `fire`.
+    fn flush(&self, tx: &mut Tx) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = tx;
+        async { Ok(()) }
+    }
+
     /// Called after the transaction that applied the effects committed: the place to wake
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
@@ -126,6 +147,9 @@ const BATCH: i64 = 256;
 /// Timers fired per transaction: enough to spread a commit over many, few enough that one
 /// transaction does not hold its locks (SQLite's single writer) for long.
 const COMMIT_EVERY: usize = 32;
+/// Rows per statement of [`Timers::schedule_all`] and [`Timers::cancel_all`]: far below either
+/// backend's limit on bound parameters.
+const WRITE_ROWS: usize = 500;
 /// Longest sleep without looking: catches timers scheduled by other replicas and expired
 /// leases. Timers scheduled in this process wake the scheduler at once.
 const FALLBACK: Duration = Duration::from_secs(1);
@@ -163,6 +187,56 @@ impl Timers {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// [`Timers::schedule`] for many timers at once, with one statement per few hundred; of
+    /// two timers of the same kind and subject, the later one is kept.
+    pub async fn schedule_all(tx: &mut Tx, timers: &[NewTimer]) -> Result<(), DbError> {
+        // PostgreSQL refuses a statement that upserts the same row twice.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<&NewTimer> = timers
+            .iter()
+            .rev()
+            .filter(|t| seen.insert((t.kind.as_str(), t.subject.as_str())))
+            .collect();
+        unique.reverse();
+        for chunk in unique.chunks(WRITE_ROWS) {
+            let sql = format!(
+                "INSERT INTO timers (timer_id, kind, subject, due_at, payload) VALUES {} \
+                 ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload, \
+                 claimed_by = '', claimed_until = 0, attempts = 0",
+                crate::db::values_placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for timer in chunk {
+                query = query
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(timer.kind.as_str())
+                    .bind(timer.subject.as_str())
+                    .bind(to_micros(timer.due_at))
+                    .bind(timer.payload.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Timers::cancel`] for many subjects of one kind; returns how many there were.
+    pub async fn cancel_all(tx: &mut Tx, kind: &str, subjects: &[String]) -> Result<u64, DbError> {
+        let mut deleted = 0;
+        for chunk in subjects.chunks(WRITE_ROWS) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("DELETE FROM timers WHERE kind = $1 AND subject IN ({list})");
+            let mut query = sqlx::query(&sql).bind(kind);
+            for subject in chunk {
+                query = query.bind(subject.as_str());
+            }
+            deleted += query.execute(&mut **tx).await?.rows_affected();
+        }
+        Ok(deleted)
     }
 
     /// Cancels a timer inside the caller's transaction; true if there was one.
@@ -321,17 +395,29 @@ impl Timers {
         }
         let owned: std::collections::HashSet<String> =
             query.fetch_all(&mut *tx).await?.into_iter().collect();
-        let mut fired = 0;
-        for timer in chunk.iter().filter(|t| owned.contains(&t.timer_id)) {
-            if handler.fire(&mut tx, timer).await.is_err() {
+        let owned: Vec<Timer> = chunk
+            .iter()
+            .filter(|t| owned.contains(&t.timer_id))
+            .cloned()
+            .collect();
+        if !owned.is_empty() {
+            let applied = async {
+                handler.load(&mut tx, &owned).await?;
+                for timer in &owned {
+                    handler.fire(&mut tx, timer).await?;
+                }
+                handler.flush(&mut tx).await
+            }
+            .await;
+            if applied.is_err() {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            fired += 1;
         }
-        if owned.len() < chunk.len() {
+        let fired = owned.len();
+        if fired < chunk.len() {
             tracing::info!(
-                skipped = chunk.len() - owned.len(),
+                skipped = chunk.len() - fired,
                 "timers taken over or rescheduled; skipped"
             );
         }
@@ -365,7 +451,13 @@ impl Timers {
                         tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
                         Ok(false)
                     }
-                    Ok(true) => handler.fire(&mut tx, timer).await.map(|()| true),
+                    Ok(true) => {
+                        let timers = std::slice::from_ref(timer);
+                        handler.load(&mut tx, timers).await?;
+                        handler.fire(&mut tx, timer).await?;
+                        handler.flush(&mut tx).await?;
+                        Ok(true)
+                    }
                     Err(error) => Err(HandlerError::from(error)),
                 }
             })
