@@ -130,10 +130,11 @@ pub trait TimerHandler: Send + Sync {
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
 
-    /// Called once per claimed batch before any of it fires: the place for one call that
-    /// every timer of the batch depends on (e.g. asking another service about all their
-    /// subjects at once). An error leaves the whole batch claimed: it is retried when the
-    /// lease runs out, and nothing of it fires before.
+    /// Called once per claimed batch before any of it fires (while the first transaction
+    /// completes and loads its timers): the place for one call that every timer of the batch
+    /// depends on (e.g. asking another service about all their subjects at once). An error
+    /// leaves the whole batch claimed: it is retried when the lease runs out, and nothing of
+    /// it fires before.
     fn prepare(&self, batch: &[Timer]) -> impl Future<Output = Result<(), HandlerError>> + Send {
         let _ = batch;
         async { Ok(()) }
@@ -142,17 +143,26 @@ pub trait TimerHandler: Send + Sync {
 
 /// How long a claim lasts before another replica may take the timer over.
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
-/// Timers claimed per query.
-const BATCH: i64 = 256;
-/// Timers fired per transaction: enough to spread a commit over many, few enough that one
-/// transaction does not hold its locks (SQLite's single writer) for long.
-const COMMIT_EVERY: usize = 32;
+/// Timers claimed per query (and checked in one `prepare`).
+const BATCH: i64 = 512;
+/// Timers fired per transaction: with their effects loaded and written a table at a time,
+/// a transaction's dozen round trips are spread over many timers, while one transaction
+/// still holds its locks (SQLite's single writer) for only milliseconds.
+const COMMIT_EVERY: usize = 128;
 /// Rows per statement of [`Timers::schedule_all`] and [`Timers::cancel_all`]: far below either
 /// backend's limit on bound parameters.
 const WRITE_ROWS: usize = 500;
 /// Longest sleep without looking: catches timers scheduled by other replicas and expired
 /// leases. Timers scheduled in this process wake the scheduler at once.
 const FALLBACK: Duration = Duration::from_secs(1);
+
+/// A chunk's transaction with its timers completed and loaded, ready to fire them.
+struct Started {
+    tx: Tx,
+    owned: Vec<Timer>,
+    /// What completing and loading recorded, published with the commit.
+    staged: Staged,
+}
 
 /// The timers of one service's database, claimed as one replica.
 #[derive(Debug, Clone)]
@@ -338,17 +348,35 @@ impl Timers {
         loop {
             let batch = self.claim_due(now, BATCH).await?;
             let full = batch.len() as i64 == BATCH;
-            if batch.is_empty() {
+            let mut chunks = batch.chunks(COMMIT_EVERY);
+            let Some(first) = chunks.next() else {
                 return Ok(fired);
-            }
-            if let Err(error) = handler.prepare(&batch).await {
+            };
+            // The first chunk's transaction completes and loads its timers while `prepare` is
+            // under way, so a timer that just came due takes effect one call sooner; nothing
+            // fires before `prepare` answered.
+            let (prepared, started) =
+                tokio::join!(handler.prepare(&batch), self.start_together(first, handler));
+            if let Err(error) = prepared {
+                if let Ok(Some(started)) = started {
+                    // Undoes the completion: the whole batch stays claimed.
+                    started.tx.rollback().await?;
+                }
                 tracing::warn!(timers = batch.len(), %error, "timer batch not ready; retried after its lease");
                 return Ok(fired);
             }
-            for chunk in batch.chunks(COMMIT_EVERY) {
+            let first_fired = match started? {
+                Some(started) => self.finish_together(started, handler).await?,
+                None => None,
+            };
+            fired += match first_fired {
+                Some(fired) => fired,
+                // Something failed: find out what, one savepoint per timer.
+                None => self.fire_chunk(first, handler).await?,
+            };
+            for chunk in chunks {
                 fired += match self.fire_together(chunk, handler).await? {
                     Some(fired) => fired,
-                    // Something failed: find out what, one savepoint per timer.
                     None => self.fire_chunk(chunk, handler).await?,
                 };
             }
@@ -366,43 +394,75 @@ impl Timers {
         chunk: &[Timer],
         handler: &H,
     ) -> Result<Option<usize>, DbError> {
-        let (result, staged) = Staged::collect(self.fire_together_tx(chunk, handler)).await;
-        // Published only when the chunk committed; a rolled-back chunk is fired again.
-        if let Ok(Some(_)) = result {
-            staged.publish();
+        match self.start_together(chunk, handler).await? {
+            Some(started) => self.finish_together(started, handler).await,
+            None => Ok(None),
         }
-        result
     }
 
-    async fn fire_together_tx<H: TimerHandler>(
+    /// The first half of [`Timers::fire_together`]: begins the transaction, completes the
+    /// chunk's timers that this replica still holds, and lets the handler load what they need.
+    /// `None` (rolled back) when loading failed.
+    async fn start_together<H: TimerHandler>(
         &self,
         chunk: &[Timer],
         handler: &H,
+    ) -> Result<Option<Started>, DbError> {
+        let (result, staged) = Staged::collect(async {
+            let mut tx = self.db.begin().await?;
+            // Fenced like `complete`: only rows this replica still holds under the same claim.
+            let pairs = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "DELETE FROM timers WHERE claimed_by = $1 AND (timer_id, attempts) IN (VALUES {pairs}) \
+                 RETURNING timer_id"
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(self.replica.as_str());
+            for timer in chunk {
+                query = query.bind(timer.timer_id.as_str()).bind(timer.attempts);
+            }
+            let owned: std::collections::HashSet<String> =
+                query.fetch_all(&mut *tx).await?.into_iter().collect();
+            let owned: Vec<Timer> = chunk
+                .iter()
+                .filter(|t| owned.contains(&t.timer_id))
+                .cloned()
+                .collect();
+            if owned.len() < chunk.len() {
+                tracing::info!(
+                    skipped = chunk.len() - owned.len(),
+                    "timers taken over or rescheduled; skipped"
+                );
+            }
+            if !owned.is_empty() && handler.load(&mut tx, &owned).await.is_err() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            Ok::<_, DbError>(Some((tx, owned)))
+        })
+        .await;
+        Ok(result?.map(|(tx, owned)| Started { tx, owned, staged }))
+    }
+
+    /// The second half of [`Timers::fire_together`]: fires the loaded timers, lets the handler
+    /// write what they buffered, and commits.
+    async fn finish_together<H: TimerHandler>(
+        &self,
+        started: Started,
+        handler: &H,
     ) -> Result<Option<usize>, DbError> {
-        let mut tx = self.db.begin().await?;
-        // Fenced like `complete`: only rows this replica still holds under the same claim.
-        let pairs = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "DELETE FROM timers WHERE claimed_by = $1 AND (timer_id, attempts) IN (VALUES {pairs}) \
-             RETURNING timer_id"
-        );
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(self.replica.as_str());
-        for timer in chunk {
-            query = query.bind(timer.timer_id.as_str()).bind(timer.attempts);
-        }
-        let owned: std::collections::HashSet<String> =
-            query.fetch_all(&mut *tx).await?.into_iter().collect();
-        let owned: Vec<Timer> = chunk
-            .iter()
-            .filter(|t| owned.contains(&t.timer_id))
-            .cloned()
-            .collect();
-        if !owned.is_empty() {
+        let Started {
+            mut tx,
+            owned,
+            mut staged,
+        } = started;
+        let (result, fired_staged) = Staged::collect(async {
             let applied = async {
-                handler.load(&mut tx, &owned).await?;
+                if owned.is_empty() {
+                    return Ok(());
+                }
                 for timer in &owned {
                     handler.fire(&mut tx, timer).await?;
                 }
@@ -413,19 +473,19 @@ impl Timers {
                 tx.rollback().await?;
                 return Ok(None);
             }
+            tx.commit().await?;
+            Ok::<_, DbError>(Some(owned.len()))
+        })
+        .await;
+        // Published only when the chunk committed; a rolled-back chunk is fired again.
+        if let Ok(Some(fired)) = result {
+            staged.append(fired_staged);
+            staged.publish();
+            if fired > 0 {
+                handler.after_commit();
+            }
         }
-        let fired = owned.len();
-        if fired < chunk.len() {
-            tracing::info!(
-                skipped = chunk.len() - fired,
-                "timers taken over or rescheduled; skipped"
-            );
-        }
-        tx.commit().await?;
-        if fired > 0 {
-            handler.after_commit();
-        }
-        Ok(Some(fired))
+        result
     }
 
     /// Fires claimed timers in one transaction, each inside its own savepoint: one commit for
