@@ -1025,6 +1025,10 @@ impl EventHandler for Followup {
 }
 
 impl TimerHandler for Followup {
+    /// A transaction's steps are loaded and written a table at a time, and their enrolments
+    /// locked in id order: a dozen round trips per transaction however many steps it fires.
+    const COMMIT_EVERY: usize = 128;
+
     async fn prepare(&self, batch: &[Timer]) -> Result<(), HandlerError> {
         let leads: Vec<String> = batch
             .iter()

@@ -99,6 +99,11 @@ pub async fn backlog(
 /// Metrics of a fire are recorded with [`crate::metrics::on_commit`]: they are published when
 /// its transaction commits, and discarded with a rollback (the timer is fired again later).
 pub trait TimerHandler: Send + Sync {
+    /// Timers fired per transaction. A handler that loads and writes a transaction's effects a
+    /// table at a time (`load`, `flush`) spreads its round trips further with more; one that
+    /// locks rows per timer risks more deadlocks between replicas with more.
+    const COMMIT_EVERY: usize = DEFAULT_COMMIT_EVERY;
+
     fn fire(
         &self,
         tx: &mut Tx,
@@ -145,10 +150,10 @@ pub trait TimerHandler: Send + Sync {
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
 /// Timers claimed per query (and checked in one `prepare`).
 const BATCH: i64 = 512;
-/// Timers fired per transaction: with their effects loaded and written a table at a time,
-/// a transaction's dozen round trips are spread over many timers, while one transaction
-/// still holds its locks (SQLite's single writer) for only milliseconds.
-const COMMIT_EVERY: usize = 128;
+/// Timers fired per transaction unless the handler says otherwise: enough to spread a commit
+/// over many, few enough that one transaction does not hold its locks (SQLite's single
+/// writer, the rows a handler updates) for long.
+const DEFAULT_COMMIT_EVERY: usize = 32;
 /// Rows per statement of [`Timers::schedule_all`] and [`Timers::cancel_all`]: far below either
 /// backend's limit on bound parameters.
 const WRITE_ROWS: usize = 500;
@@ -348,7 +353,7 @@ impl Timers {
         loop {
             let batch = self.claim_due(now, BATCH).await?;
             let full = batch.len() as i64 == BATCH;
-            let mut chunks = batch.chunks(COMMIT_EVERY);
+            let mut chunks = batch.chunks(H::COMMIT_EVERY.max(1));
             let Some(first) = chunks.next() else {
                 return Ok(fired);
             };
