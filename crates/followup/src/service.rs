@@ -9,7 +9,7 @@
 //! never fires, even if its event has not reached followup yet. When intake cannot answer,
 //! nothing fires until it can.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use crate::convert::{
 };
 use crate::domain::{Cause, Change, Engagement, Enrollment, FollowupError, ProofPick, TaskOutcome};
 use crate::playbook::FollowupPlaybook;
-use crate::store::{ContactKeys, Store, email_key, phone_key};
+use crate::store::{ContactKeys, Store, Writes, email_key, phone_key};
 
 /// Timer kind of an enrolment's next wake-up (a step, a pause's end, a momentum check).
 pub const WAKE_TIMER: &str = "followup_wake";
@@ -142,6 +142,104 @@ pub enum ServiceError {
     Storage(#[from] DbError),
 }
 
+/// What one transaction's use cases write, gathered so that it goes out with one multi-row
+/// statement per table.
+#[derive(Default)]
+struct Effects {
+    rows: Writes,
+    /// Each lead's wake-up timer: its due time and the trace it continues, or `None` to
+    /// cancel it.
+    wakes: HashMap<String, Option<(Timestamp, BTreeMap<String, String>)>>,
+    /// Events, each with the trace context current when its step fired.
+    events: Vec<(NewEvent, BTreeMap<String, String>)>,
+}
+
+impl Effects {
+    async fn write(&mut self, tx: &mut Tx, log: &EventLog) -> Result<(), DbError> {
+        self.rows.write(tx).await?;
+        let mut schedule = Vec::new();
+        let mut cancel = Vec::new();
+        for (subject, wake) in self.wakes.drain() {
+            match wake {
+                Some((due_at, trace)) => schedule.push((
+                    NewTimer {
+                        kind: WAKE_TIMER.into(),
+                        subject,
+                        due_at,
+                        payload: Vec::new(),
+                    },
+                    trace,
+                )),
+                None => cancel.push(subject),
+            }
+        }
+        Timers::schedule_all(tx, &schedule).await?;
+        Timers::cancel_all(tx, WAKE_TIMER, &cancel).await?;
+        log.append_traced(tx, &std::mem::take(&mut self.events))
+            .await
+    }
+}
+
+/// The due timers of one transaction: their enrolments (locked), which of their contacts opted
+/// out and their recent touches, loaded together before they fire, and what their steps
+/// write, written together before the commit.
+#[derive(Default)]
+struct Dispatch {
+    enrollments: HashMap<Uuid, (Enrollment, ContactKeys, Vec<u8>)>,
+    opted_out: HashSet<String>,
+    /// By contact key: touches since the frequency window began, oldest first, including the
+    /// ones of steps fired earlier in the same transaction.
+    touches: HashMap<String, Vec<Timestamp>>,
+    effects: Effects,
+}
+
+/// Counts only: enrolments and events hold personal data.
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("enrollments", &self.enrollments.len())
+            .field("writes", &self.effects.rows)
+            .field("events", &self.effects.events.len())
+            .finish()
+    }
+}
+
+impl Dispatch {
+    /// Loads what the steps of `leads` need, locking their enrolments first so an opt-out
+    /// being applied to one of them commits before its suppression is read.
+    async fn load(
+        tx: &mut Tx,
+        backend: runtime::Backend,
+        leads: &[Uuid],
+        since: Timestamp,
+    ) -> Result<Self, DbError> {
+        let enrollments = Store::load_all_for_update(tx, backend, leads).await?;
+        let keys: Vec<String> = enrollments
+            .values()
+            .flat_map(|(_, keys, _)| keys.all().map(str::to_owned))
+            .collect();
+        let contacts: Vec<String> = enrollments
+            .values()
+            .map(|(_, keys, _)| keys.contact.as_str().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
+        let (opted_out, touches) = if keys.is_empty() {
+            Default::default()
+        } else {
+            (
+                Store::opted_out_among(tx, &keys).await?,
+                Store::touches_of(tx, &contacts, since).await?,
+            )
+        };
+        Ok(Self {
+            enrollments,
+            opted_out,
+            touches,
+            effects: Effects::default(),
+        })
+    }
+}
+
 /// An opt-out to hand to intake, durable until intake took it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PendingOptOut {
@@ -163,6 +261,9 @@ pub struct Followup {
     proof: Option<Client>,
     /// Leads of the batch being fired that intake says are do-not-contact.
     do_not_contact: Arc<Mutex<HashSet<Uuid>>>,
+    /// The timers of the transaction being fired (between `load` and `flush`); one scheduler
+    /// fires at a time, like `do_not_contact`.
+    dispatch: Arc<Mutex<Option<Dispatch>>>,
 }
 
 impl Followup {
@@ -187,6 +288,7 @@ impl Followup {
             intake,
             proof,
             do_not_contact: Arc::default(),
+            dispatch: Arc::default(),
         }
     }
 
@@ -274,29 +376,54 @@ impl Followup {
         extra: Vec<NewEvent>,
         now: Timestamp,
     ) -> Result<(), DbError> {
+        let mut effects = Effects::default();
+        self.stage(
+            tx,
+            &mut effects,
+            enrollment,
+            keys,
+            context,
+            changes,
+            extra,
+            now,
+        )
+        .await?;
+        effects.write(tx, &self.log).await
+    }
+
+    /// [`Followup::persist_with`], with the enrolment, its timer, its touches and its events
+    /// added to `effects` to be written later (opt-outs, rare, are recorded at once).
+    #[allow(clippy::too_many_arguments)]
+    async fn stage(
+        &self,
+        tx: &mut Tx,
+        effects: &mut Effects,
+        enrollment: &Enrollment,
+        keys: &ContactKeys,
+        context: &[u8],
+        changes: &[Change],
+        extra: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
         let playbook = self.playbook.current();
-        Store::save(tx, enrollment, keys, context).await?;
+        effects.rows.save(enrollment, keys, context)?;
         let subject = enrollment.lead.to_string();
-        match enrollment.wake_at(&playbook) {
-            Some(due_at) => {
-                let timer = NewTimer {
-                    kind: WAKE_TIMER.into(),
-                    subject: subject.clone(),
-                    due_at,
-                    payload: Vec::new(),
-                };
-                Timers::schedule(tx, &timer).await?;
-            }
-            None => {
-                Timers::cancel(tx, WAKE_TIMER, &subject).await?;
-            }
-        }
+        // Captured now, while the step's own span is current, not when the events and the
+        // next wake-up are written.
+        let trace = runtime::telemetry::current_trace_context();
+        effects.wakes.insert(
+            subject.clone(),
+            enrollment
+                .wake_at(&playbook)
+                .map(|due_at| (due_at, trace.clone())),
+        );
         let plan = plan_to_proto(enrollment, &enrollment.plan(&playbook, now));
-        let mut events = Vec::new();
         for change in changes {
             match change {
                 Change::FollowUpDue { task, .. } if !keys.contact.is_empty() => {
-                    Store::add_touch(tx, &keys.contact, enrollment.lead, task.fired_at).await?;
+                    effects
+                        .rows
+                        .add_touch(&keys.contact, enrollment.lead, task.fired_at);
                 }
                 Change::OptOutRequired { email, phone } => {
                     self.record_opt_out(tx, email.as_deref(), phone.as_deref(), "followup", now)
@@ -305,11 +432,14 @@ impl Followup {
                 _ => {}
             }
             if let Some(event) = change_to_event(enrollment, &plan, context, change) {
-                events.push(event.to_event(&subject, now));
+                effects
+                    .events
+                    .push((event.to_event(&subject, now), trace.clone()));
             }
         }
-        events.extend(extra);
-        self.log.append(tx, &events).await?;
+        effects
+            .events
+            .extend(extra.into_iter().map(|event| (event, trace.clone())));
         record_metrics(changes);
         Ok(())
     }
@@ -551,11 +681,27 @@ impl Followup {
         lead: Uuid,
         now: Timestamp,
     ) -> Result<(), DbError> {
-        let Some((mut enrollment, keys, context)) =
+        let Some((enrollment, keys, context)) =
             Store::load_for_update(tx, self.backend(), lead).await?
         else {
             return Ok(());
         };
+        let mut effects = Effects::default();
+        self.stop_loaded(tx, &mut effects, enrollment, &keys, &context, now)
+            .await?;
+        effects.write(tx, &self.log).await
+    }
+
+    /// [`Followup::stop_for_opt_out`] of a loaded enrolment, staged in `effects`.
+    async fn stop_loaded(
+        &self,
+        tx: &mut Tx,
+        effects: &mut Effects,
+        mut enrollment: Enrollment,
+        keys: &ContactKeys,
+        context: &[u8],
+        now: Timestamp,
+    ) -> Result<(), DbError> {
         if enrollment.is_over() {
             return Ok(());
         }
@@ -566,18 +712,35 @@ impl Followup {
             .into_iter()
             .filter(|c| !matches!(c, Change::OptOutRequired { .. }))
             .collect();
-        self.persist(tx, &enrollment, &keys, &context, &changes, now)
-            .await
+        self.stage(
+            tx,
+            effects,
+            &enrollment,
+            keys,
+            context,
+            &changes,
+            Vec::new(),
+            now,
+        )
+        .await
     }
 
     // -----------------------------------------------------------------------------------
     // Timers
     // -----------------------------------------------------------------------------------
 
-    /// Whatever is due for one lead at `now`, woken by its timer due at `due_at`.
+    /// The start of the frequency cap's window for steps firing at `now`.
+    fn touches_since(&self, now: Timestamp) -> Timestamp {
+        now.checked_sub(self.playbook.current().frequency_window())
+            .unwrap_or(Timestamp::MIN)
+    }
+
+    /// Whatever is due for one lead at `now`, woken by its timer due at `due_at`: reads what
+    /// `dispatch` loaded for it and stages its writes there.
     async fn wake_lead(
         &self,
         tx: &mut Tx,
+        dispatch: &mut Dispatch,
         lead: Uuid,
         due_at: Timestamp,
         now: Timestamp,
@@ -587,27 +750,21 @@ impl Followup {
             .lock()
             .map(|set| set.contains(&lead))
             .unwrap_or(true);
-        if do_not_contact {
-            return self.stop_for_opt_out(tx, lead, now).await;
-        }
-        let Some((mut enrollment, keys, context)) =
-            Store::load_for_update(tx, self.backend(), lead).await?
-        else {
+        let Some((mut enrollment, keys, context)) = dispatch.enrollments.remove(&lead) else {
             return Ok(());
         };
-        if Store::is_opted_out(tx, &keys).await? {
-            drop(enrollment);
-            return self.stop_for_opt_out(tx, lead, now).await;
+        if do_not_contact || keys.all().any(|k| dispatch.opted_out.contains(k)) {
+            return self
+                .stop_loaded(tx, &mut dispatch.effects, enrollment, &keys, &context, now)
+                .await;
         }
         let playbook = self.playbook.current();
-        let since = now
-            .checked_sub(playbook.frequency_window())
-            .unwrap_or(Timestamp::MIN);
-        let touches = if keys.contact.is_empty() {
-            Vec::new()
-        } else {
-            Store::touches_since(tx, &keys.contact, since).await?
-        };
+        let since = self.touches_since(now);
+        let touches: Vec<Timestamp> = dispatch
+            .touches
+            .get(keys.contact.as_str())
+            .map(|all| all.iter().copied().filter(|t| *t >= since).collect())
+            .unwrap_or_default();
         let proof = if enrollment.due_is_proof(&playbook, now, &touches) {
             // The due time names the step: the same step fired again asks the same question.
             self.ask_proof(lead, &due_at.as_microsecond().to_string())
@@ -616,8 +773,63 @@ impl Followup {
             None
         };
         let changes = enrollment.on_due(&playbook, now, &touches, proof);
-        self.persist(tx, &enrollment, &keys, &context, &changes, now)
-            .await
+        self.stage(
+            tx,
+            &mut dispatch.effects,
+            &enrollment,
+            &keys,
+            &context,
+            &changes,
+            Vec::new(),
+            now,
+        )
+        .await?;
+        // Another lead of the same contact firing later in this transaction counts these
+        // touches against the cap.
+        if !keys.contact.is_empty() {
+            for change in &changes {
+                if let Change::FollowUpDue { task, .. } = change {
+                    dispatch
+                        .touches
+                        .entry(keys.contact.as_str().to_owned())
+                        .or_default()
+                        .push(task.fired_at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires a lead's wake-up timer: within the transaction's [`Dispatch`] when `Timers` loaded
+    /// one, alone otherwise.
+    async fn fire_wake(
+        &self,
+        tx: &mut Tx,
+        lead: Uuid,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), HandlerError> {
+        let loaded = self
+            .dispatch
+            .lock()
+            .map_err(|_| "timer dispatch poisoned")?
+            .take();
+        match loaded {
+            Some(mut dispatch) => {
+                self.wake_lead(tx, &mut dispatch, lead, due_at, now).await?;
+                *self
+                    .dispatch
+                    .lock()
+                    .map_err(|_| "timer dispatch poisoned")? = Some(dispatch);
+            }
+            None => {
+                let mut dispatch =
+                    Dispatch::load(tx, self.backend(), &[lead], self.touches_since(now)).await?;
+                self.wake_lead(tx, &mut dispatch, lead, due_at, now).await?;
+                dispatch.effects.write(tx, &self.log).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Forwards an opt-out recorded here to intake; an error retries it after the lease.
@@ -821,6 +1033,10 @@ impl EventHandler for Followup {
 }
 
 impl TimerHandler for Followup {
+    /// A transaction's steps are loaded and written a table at a time, and their enrolments
+    /// locked in id order: a dozen round trips per transaction however many steps it fires.
+    const COMMIT_EVERY: usize = 128;
+
     async fn prepare(&self, batch: &[Timer]) -> Result<(), HandlerError> {
         let leads: Vec<String> = batch
             .iter()
@@ -851,11 +1067,42 @@ impl TimerHandler for Followup {
         Ok(())
     }
 
+    async fn load(&self, tx: &mut Tx, timers: &[Timer]) -> Result<(), HandlerError> {
+        let leads: Vec<Uuid> = timers
+            .iter()
+            .filter(|t| t.kind == WAKE_TIMER)
+            .filter_map(|t| t.subject.parse().ok())
+            .collect();
+        let dispatch = if leads.is_empty() {
+            Dispatch::default()
+        } else {
+            let since = self.touches_since(self.now());
+            Dispatch::load(tx, self.backend(), &leads, since).await?
+        };
+        *self
+            .dispatch
+            .lock()
+            .map_err(|_| "timer dispatch poisoned")? = Some(dispatch);
+        Ok(())
+    }
+
+    async fn flush(&self, tx: &mut Tx) -> Result<(), HandlerError> {
+        let loaded = self
+            .dispatch
+            .lock()
+            .map_err(|_| "timer dispatch poisoned")?
+            .take();
+        if let Some(mut dispatch) = loaded {
+            dispatch.effects.write(tx, &self.log).await?;
+        }
+        Ok(())
+    }
+
     async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
         let now = self.now();
         match timer.kind.as_str() {
             WAKE_TIMER => {
-                self.wake_lead(tx, timer.subject.parse()?, timer.due_at, now)
+                self.fire_wake(tx, timer.subject.parse()?, timer.due_at, now)
                     .await?
             }
             OPT_OUT_TIMER => self.propagate_opt_out(timer).await?,

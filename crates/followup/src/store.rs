@@ -3,8 +3,10 @@
 //! the contacts that opted out. Writes take the caller's transaction so the enrolment, its
 //! timer, its tasks and its events commit together.
 
+use std::collections::{HashMap, HashSet};
+
 use jiff::Timestamp;
-use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros, values_placeholders};
 use runtime::pii::Pii;
 use sqlx::Row;
 use uuid::Uuid;
@@ -61,6 +63,160 @@ pub struct TaskKey {
     pub due_at: Timestamp,
     pub lead: Uuid,
     pub task: u32,
+}
+
+/// Rows per multi-row statement: far below either backend's limit on bound parameters.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `$first, $first+1, ...`: `n` placeholders for an `IN (...)` list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An enrolment as [`Writes`] saves it.
+struct EnrollmentRow {
+    lead: String,
+    owner: String,
+    contact: String,
+    phone: String,
+    status: &'static str,
+    record: String,
+    context: Vec<u8>,
+    /// Open tasks: number, owner, due time.
+    tasks: Vec<(i64, String, i64)>,
+}
+
+/// Saves of enrolments and touches gathered from several use cases of one transaction, written
+/// together with one multi-row statement per table (a chunk of due steps costs a few round
+/// trips instead of several per step).
+#[derive(Default)]
+pub struct Writes {
+    enrollments: Vec<EnrollmentRow>,
+    /// Where a lead's row is in `enrollments`: a later save of the same lead replaces it.
+    index: HashMap<String, usize>,
+    touches: Vec<(String, String, i64)>,
+}
+
+/// Counts only: the rows hold personal data.
+impl std::fmt::Debug for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writes")
+            .field("enrollments", &self.enrollments.len())
+            .field("touches", &self.touches.len())
+            .finish()
+    }
+}
+
+impl Writes {
+    /// [`Store::save`], deferred to [`Writes::write`].
+    pub fn save(
+        &mut self,
+        enrollment: &Enrollment,
+        keys: &ContactKeys,
+        context: &[u8],
+    ) -> Result<(), DbError> {
+        let row = EnrollmentRow {
+            lead: enrollment.lead.to_string(),
+            owner: enrollment.owner().to_owned(),
+            contact: keys.contact.as_str().to_owned(),
+            phone: keys.phone.as_str().to_owned(),
+            status: status_name(enrollment),
+            record: serde_json::to_string(enrollment).map_err(DbError::corrupt)?,
+            context: context.to_vec(),
+            tasks: enrollment
+                .tasks
+                .iter()
+                .filter(|t| t.is_open())
+                .map(|t| (i64::from(t.task), t.owner.clone(), to_micros(t.fired_at)))
+                .collect(),
+        };
+        match self.index.get(&row.lead) {
+            Some(&at) => self.enrollments[at] = row,
+            None => {
+                self.index.insert(row.lead.clone(), self.enrollments.len());
+                self.enrollments.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::add_touch`], deferred to [`Writes::write`].
+    pub fn add_touch(&mut self, contact: &str, lead: Uuid, at: Timestamp) {
+        self.touches
+            .push((contact.to_owned(), lead.to_string(), to_micros(at)));
+    }
+
+    /// Writes everything gathered inside `tx`, and forgets it.
+    pub async fn write(&mut self, tx: &mut Tx) -> Result<(), DbError> {
+        let enrollments = std::mem::take(&mut self.enrollments);
+        self.index.clear();
+        for chunk in enrollments.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO enrollments (lead_id, owner_id, contact_key, phone_key, status, record, context) \
+                 VALUES {} ON CONFLICT (lead_id) DO UPDATE SET owner_id = excluded.owner_id, \
+                 status = excluded.status, record = excluded.record, context = excluded.context",
+                values_placeholders(chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(row.lead.as_str())
+                    .bind(row.owner.as_str())
+                    .bind(row.contact.as_str())
+                    .bind(row.phone.as_str())
+                    .bind(row.status)
+                    .bind(row.record.as_str())
+                    .bind(row.context.as_slice());
+            }
+            query.execute(&mut **tx).await?;
+            // Few tasks are open per lead (normally one), so rewriting them is cheaper than
+            // diffing.
+            let sql = format!(
+                "DELETE FROM open_tasks WHERE lead_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query.bind(row.lead.as_str());
+            }
+            query.execute(&mut **tx).await?;
+            let tasks: Vec<(&str, &(i64, String, i64))> = chunk
+                .iter()
+                .flat_map(|row| row.tasks.iter().map(|t| (row.lead.as_str(), t)))
+                .collect();
+            for tasks in tasks.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO open_tasks (lead_id, step_index, owner_id, due_at) VALUES {}",
+                    values_placeholders(tasks.len(), 4)
+                );
+                let mut query = sqlx::query(&sql);
+                for (lead, (task, owner, due)) in tasks {
+                    query = query
+                        .bind(*lead)
+                        .bind(*task)
+                        .bind(owner.as_str())
+                        .bind(*due);
+                }
+                query.execute(&mut **tx).await?;
+            }
+        }
+        let touches = std::mem::take(&mut self.touches);
+        for chunk in touches.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO touches (contact_key, fired_at, lead_id) VALUES {}",
+                values_placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (contact, lead, at) in chunk {
+                query = query.bind(contact.as_str()).bind(*at).bind(lead.as_str());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Followup's tables.
@@ -141,6 +297,100 @@ impl Store {
             .fetch_optional(&mut **tx)
             .await?;
         row.map(|row| decode(&row)).transpose()
+    }
+
+    /// The enrolments and context packets of `leads` (those enrolled), locked until the
+    /// transaction ends on PostgreSQL. Locked in the order of their ids, as every caller that
+    /// locks several does, so two such calls wait for each other instead of deadlocking.
+    pub async fn load_all_for_update(
+        tx: &mut Tx,
+        backend: Backend,
+        leads: &[Uuid],
+    ) -> Result<HashMap<Uuid, (Enrollment, ContactKeys, Vec<u8>)>, DbError> {
+        let lock = if backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let mut found = HashMap::with_capacity(leads.len());
+        let mut ids: Vec<String> = leads.iter().map(Uuid::to_string).collect();
+        ids.sort();
+        ids.dedup();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT lead_id, record, contact_key, phone_key, context FROM enrollments \
+                 WHERE lead_id IN ({}) ORDER BY lead_id{lock}",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let lead = parse_uuid(&row.try_get::<String, _>("lead_id")?)?;
+                found.insert(lead, decode(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `keys` opted out.
+    pub async fn opted_out_among(tx: &mut Tx, keys: &[String]) -> Result<HashSet<String>, DbError> {
+        let mut keys: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT contact_key FROM opted_out WHERE contact_key IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            found.extend(query.fetch_all(&mut **tx).await?);
+        }
+        Ok(found)
+    }
+
+    /// Touches of each of `contacts` since `since`, oldest first (contacts without any are
+    /// left out).
+    pub async fn touches_of(
+        tx: &mut Tx,
+        contacts: &[String],
+        since: Timestamp,
+    ) -> Result<HashMap<String, Vec<Timestamp>>, DbError> {
+        let mut contacts: Vec<&str> = contacts
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect();
+        contacts.sort_unstable();
+        contacts.dedup();
+        let mut found: HashMap<String, Vec<Timestamp>> = HashMap::new();
+        for chunk in contacts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT contact_key, fired_at FROM touches WHERE fired_at >= $1 AND contact_key IN ({}) \
+                 ORDER BY contact_key, fired_at",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(to_micros(since));
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                found
+                    .entry(row.try_get("contact_key")?)
+                    .or_default()
+                    .push(from_micros(row.try_get("fired_at")?));
+            }
+        }
+        Ok(found)
     }
 
     /// A lead's enrolment and context packet.

@@ -104,20 +104,47 @@ pub async fn backlog(
 /// Metrics of a fire are recorded with [`crate::metrics::on_commit`]: they are published when
 /// its transaction commits, and discarded with a rollback (the timer is fired again later).
 pub trait TimerHandler: Send + Sync {
+    /// Timers fired per transaction. A handler that loads and writes a transaction's effects a
+    /// table at a time (`load`, `flush`) spreads its round trips further with more; one that
+    /// locks rows per timer risks more deadlocks between replicas with more.
+    const COMMIT_EVERY: usize = DEFAULT_COMMIT_EVERY;
+
     fn fire(
         &self,
         tx: &mut Tx,
         timer: &Timer,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
+    /// Called inside a transaction after its timers were completed and before any of them
+    /// fires (`timers` are the ones that will): the place to load what they all need with one
+    /// query per table, so a transaction of many timers costs a few round trips rather than a
+    /// few per timer. An error rolls back the transaction like a failing `fire`.
+    fn load(
+        &self,
+        tx: &mut Tx,
+        timers: &[Timer],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (tx, timers);
+        async { Ok(()) }
+    }
+
+    /// Called inside the transaction after its timers fired, before it commits: the place to
+    /// write what `fire` buffered, with multi-row statements. An error rolls back everything
+    /// the transaction fired, like a failing `fire`.
+    fn flush(&self, tx: &mut Tx) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = tx;
+        async { Ok(()) }
+    }
+
     /// Called after the transaction that applied the effects committed: the place to wake
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
 
-    /// Called once per claimed batch before any of it fires: the place for one call that
-    /// every timer of the batch depends on (e.g. asking another service about all their
-    /// subjects at once). An error leaves the whole batch claimed: it is retried when the
-    /// lease runs out, and nothing of it fires before.
+    /// Called once per claimed batch before any of it fires (while the first transaction
+    /// completes and loads its timers): the place for one call that every timer of the batch
+    /// depends on (e.g. asking another service about all their subjects at once). An error
+    /// leaves the whole batch claimed: it is retried when the lease runs out, and nothing of
+    /// it fires before.
     fn prepare(&self, batch: &[Timer]) -> impl Future<Output = Result<(), HandlerError>> + Send {
         let _ = batch;
         async { Ok(()) }
@@ -126,14 +153,26 @@ pub trait TimerHandler: Send + Sync {
 
 /// How long a claim lasts before another replica may take the timer over.
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
-/// Timers claimed per query.
-const BATCH: i64 = 256;
-/// Timers fired per transaction: enough to spread a commit over many, few enough that one
-/// transaction does not hold its locks (SQLite's single writer) for long.
-const COMMIT_EVERY: usize = 32;
+/// Timers claimed per query (and checked in one `prepare`).
+const BATCH: i64 = 512;
+/// Timers fired per transaction unless the handler says otherwise: enough to spread a commit
+/// over many, few enough that one transaction does not hold its locks (SQLite's single
+/// writer, the rows a handler updates) for long.
+const DEFAULT_COMMIT_EVERY: usize = 32;
+/// Rows per statement of [`Timers::schedule_all`] and [`Timers::cancel_all`]: far below either
+/// backend's limit on bound parameters.
+const WRITE_ROWS: usize = 500;
 /// Longest sleep without looking: catches timers scheduled by other replicas and expired
 /// leases. Timers scheduled in this process wake the scheduler at once.
 const FALLBACK: Duration = Duration::from_secs(1);
+
+/// A chunk's transaction with its timers completed and loaded, ready to fire them.
+struct Started {
+    tx: Tx,
+    owned: Vec<Timer>,
+    /// What completing and loading recorded, published with the commit.
+    staged: Staged,
+}
 
 /// The timers of one service's database, claimed as one replica.
 #[derive(Debug, Clone)]
@@ -173,6 +212,63 @@ impl Timers {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// [`Timers::schedule`] for many timers at once, with one statement per few hundred; of
+    /// two timers of the same kind and subject, the later one is kept. Each comes with the
+    /// trace context it continues when it fires (captured with
+    /// [`telemetry::current_trace_context`] when it was decided, e.g. inside the span of the
+    /// step that set it), since the timers are written together, outside those spans.
+    pub async fn schedule_all(
+        tx: &mut Tx,
+        timers: &[(NewTimer, BTreeMap<String, String>)],
+    ) -> Result<(), DbError> {
+        // PostgreSQL refuses a statement that upserts the same row twice.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<&(NewTimer, BTreeMap<String, String>)> = timers
+            .iter()
+            .rev()
+            .filter(|(t, _)| seen.insert((t.kind.as_str(), t.subject.as_str())))
+            .collect();
+        unique.reverse();
+        for chunk in unique.chunks(WRITE_ROWS) {
+            let sql = format!(
+                "INSERT INTO timers (timer_id, kind, subject, due_at, payload, trace_context) VALUES {} \
+                 ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload, \
+                 trace_context = excluded.trace_context, claimed_by = '', claimed_until = 0, attempts = 0",
+                crate::db::values_placeholders(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for (timer, trace) in chunk {
+                query = query
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(timer.kind.as_str())
+                    .bind(timer.subject.as_str())
+                    .bind(to_micros(timer.due_at))
+                    .bind(timer.payload.clone())
+                    .bind(telemetry::encode_trace_context(trace));
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Timers::cancel`] for many subjects of one kind; returns how many there were.
+    pub async fn cancel_all(tx: &mut Tx, kind: &str, subjects: &[String]) -> Result<u64, DbError> {
+        let mut deleted = 0;
+        for chunk in subjects.chunks(WRITE_ROWS) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("DELETE FROM timers WHERE kind = $1 AND subject IN ({list})");
+            let mut query = sqlx::query(&sql).bind(kind);
+            for subject in chunk {
+                query = query.bind(subject.as_str());
+            }
+            deleted += query.execute(&mut **tx).await?.rows_affected();
+        }
+        Ok(deleted)
     }
 
     /// Cancels a timer inside the caller's transaction; true if there was one.
@@ -274,17 +370,35 @@ impl Timers {
         loop {
             let batch = self.claim_due(now, BATCH).await?;
             let full = batch.len() as i64 == BATCH;
-            if batch.is_empty() {
+            let mut chunks = batch.chunks(H::COMMIT_EVERY.max(1));
+            let Some(first) = chunks.next() else {
                 return Ok(fired);
-            }
-            if let Err(error) = handler.prepare(&batch).await {
+            };
+            // The first chunk's transaction completes and loads its timers while `prepare` is
+            // under way, so a timer that just came due takes effect one call sooner; nothing
+            // fires before `prepare` answered.
+            let (prepared, started) =
+                tokio::join!(handler.prepare(&batch), self.start_together(first, handler));
+            if let Err(error) = prepared {
+                if let Ok(Some(started)) = started {
+                    // Undoes the completion: the whole batch stays claimed.
+                    started.tx.rollback().await?;
+                }
                 tracing::warn!(timers = batch.len(), %error, "timer batch not ready; retried after its lease");
                 return Ok(fired);
             }
-            for chunk in batch.chunks(COMMIT_EVERY) {
+            let first_fired = match started? {
+                Some(started) => self.finish_together(started, handler).await?,
+                None => None,
+            };
+            fired += match first_fired {
+                Some(fired) => fired,
+                // Something failed: find out what, one savepoint per timer.
+                None => self.fire_chunk(first, handler).await?,
+            };
+            for chunk in chunks {
                 fired += match self.fire_together(chunk, handler).await? {
                     Some(fired) => fired,
-                    // Something failed: find out what, one savepoint per timer.
                     None => self.fire_chunk(chunk, handler).await?,
                 };
             }
@@ -302,59 +416,101 @@ impl Timers {
         chunk: &[Timer],
         handler: &H,
     ) -> Result<Option<usize>, DbError> {
-        let (result, staged) = Staged::collect(self.fire_together_tx(chunk, handler)).await;
-        // Published only when the chunk committed; a rolled-back chunk is fired again.
-        if let Ok(Some(_)) = result {
-            staged.publish();
+        match self.start_together(chunk, handler).await? {
+            Some(started) => self.finish_together(started, handler).await,
+            None => Ok(None),
         }
-        result
     }
 
-    async fn fire_together_tx<H: TimerHandler>(
+    /// The first half of [`Timers::fire_together`]: begins the transaction, completes the
+    /// chunk's timers that this replica still holds, and lets the handler load what they need.
+    /// `None` (rolled back) when loading failed.
+    async fn start_together<H: TimerHandler>(
         &self,
         chunk: &[Timer],
         handler: &H,
-    ) -> Result<Option<usize>, DbError> {
-        let mut tx = self.db.begin().await?;
-        // Fenced like `complete`: only rows this replica still holds under the same claim.
-        let pairs = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "DELETE FROM timers WHERE claimed_by = $1 AND (timer_id, attempts) IN (VALUES {pairs}) \
-             RETURNING timer_id"
-        );
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(self.replica.as_str());
-        for timer in chunk {
-            query = query.bind(timer.timer_id.as_str()).bind(timer.attempts);
-        }
-        let owned: std::collections::HashSet<String> =
-            query.fetch_all(&mut *tx).await?.into_iter().collect();
-        let mut fired = 0;
-        for timer in chunk.iter().filter(|t| owned.contains(&t.timer_id)) {
-            if handler
-                .fire(&mut tx, timer)
-                .instrument(fire_span(timer))
-                .await
-                .is_err()
-            {
+    ) -> Result<Option<Started>, DbError> {
+        let (result, staged) = Staged::collect(async {
+            let mut tx = self.db.begin().await?;
+            // Fenced like `complete`: only rows this replica still holds under the same claim.
+            let pairs = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "DELETE FROM timers WHERE claimed_by = $1 AND (timer_id, attempts) IN (VALUES {pairs}) \
+                 RETURNING timer_id"
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(self.replica.as_str());
+            for timer in chunk {
+                query = query.bind(timer.timer_id.as_str()).bind(timer.attempts);
+            }
+            let owned: std::collections::HashSet<String> =
+                query.fetch_all(&mut *tx).await?.into_iter().collect();
+            let owned: Vec<Timer> = chunk
+                .iter()
+                .filter(|t| owned.contains(&t.timer_id))
+                .cloned()
+                .collect();
+            if owned.len() < chunk.len() {
+                tracing::info!(
+                    skipped = chunk.len() - owned.len(),
+                    "timers taken over or rescheduled; skipped"
+                );
+            }
+            if !owned.is_empty() && handler.load(&mut tx, &owned).await.is_err() {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            fired += 1;
+            Ok::<_, DbError>(Some((tx, owned)))
+        })
+        .await;
+        Ok(result?.map(|(tx, owned)| Started { tx, owned, staged }))
+    }
+
+    /// The second half of [`Timers::fire_together`]: fires the loaded timers, lets the handler
+    /// write what they buffered, and commits.
+    async fn finish_together<H: TimerHandler>(
+        &self,
+        started: Started,
+        handler: &H,
+    ) -> Result<Option<usize>, DbError> {
+        let Started {
+            mut tx,
+            owned,
+            mut staged,
+        } = started;
+        let (result, fired_staged) = Staged::collect(async {
+            let applied = async {
+                if owned.is_empty() {
+                    return Ok(());
+                }
+                for timer in &owned {
+                    handler
+                        .fire(&mut tx, timer)
+                        .instrument(fire_span(timer))
+                        .await?;
+                }
+                handler.flush(&mut tx).await
+            }
+            .await;
+            if applied.is_err() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            tx.commit().await?;
+            Ok::<_, DbError>(Some(owned.len()))
+        })
+        .await;
+        // Published only when the chunk committed; a rolled-back chunk is fired again.
+        if let Ok(Some(fired)) = result {
+            staged.append(fired_staged);
+            staged.publish();
+            if fired > 0 {
+                handler.after_commit();
+            }
         }
-        if owned.len() < chunk.len() {
-            tracing::info!(
-                skipped = chunk.len() - owned.len(),
-                "timers taken over or rescheduled; skipped"
-            );
-        }
-        tx.commit().await?;
-        if fired > 0 {
-            handler.after_commit();
-        }
-        Ok(Some(fired))
+        result
     }
 
     /// Fires claimed timers in one transaction, each inside its own savepoint: one commit for
@@ -380,11 +536,16 @@ impl Timers {
                         tracing::info!(kind = %timer.kind, subject = %timer.subject, "timer taken over or rescheduled; skipped");
                         Ok(false)
                     }
-                    Ok(true) => handler
-                        .fire(&mut tx, timer)
-                        .instrument(fire_span(timer))
-                        .await
-                        .map(|()| true),
+                    Ok(true) => {
+                        let timers = std::slice::from_ref(timer);
+                        handler.load(&mut tx, timers).await?;
+                        handler
+                            .fire(&mut tx, timer)
+                            .instrument(fire_span(timer))
+                            .await?;
+                        handler.flush(&mut tx).await?;
+                        Ok(true)
+                    }
                     Err(error) => Err(HandlerError::from(error)),
                 }
             })

@@ -525,6 +525,30 @@ pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
     assert_eq!(plan.tasks.len(), 1, "nothing fires after the erasure");
 }
 
+/// Two leads of one person come due together and fire in one transaction, loaded together:
+/// the second still counts the first's touch, so a cap of one touch holds it back.
+pub async fn leads_of_one_contact_due_together_share_the_cap(f: Fixture) {
+    let capped = PLAYBOOK.replace("touches = 10", "touches = 1");
+    assert_ne!(capped, PLAYBOOK);
+    let svc = test_service(&f.db, &f.clock, &f.intake.url, &capped);
+    for _ in 0..2 {
+        apply(
+            &f,
+            &activated_event(Uuid::now_v7(), "cap@engines.de", "anna"),
+        )
+        .await;
+    }
+    f.clock
+        .set(monday_morning() + SignedDuration::from_hours(1));
+    assert_eq!(svc.timers().fire_due(f.clock.now(), &svc).await.unwrap(), 2);
+    let tasks = open_tasks(&f, "anna").await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let types = event_types(&f, 4).await;
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!(count("FollowUpDue"), 1, "{types:?}");
+    assert_eq!(count("StepDeferred"), 1, "{types:?}");
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -542,7 +566,8 @@ macro_rules! suite {
                 an_unsubscribe_here_suppresses_the_contact_at_intake,
                 nothing_fires_while_intake_cannot_vouch_for_the_contact,
                 a_reassignment_moves_open_tasks_to_the_new_owner,
-                pause_and_resume, an_erased_contact_leaves_no_trace);
+                pause_and_resume, an_erased_contact_leaves_no_trace,
+                leads_of_one_contact_due_together_share_the_cap);
         }
     };
     (@tests $($name:ident),*) => {

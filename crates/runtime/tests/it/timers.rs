@@ -260,6 +260,59 @@ impl TimerHandler for Traces {
     }
 }
 
+/// Buffers what it fires and writes it in `flush`, with one statement per transaction, as a
+/// batching handler does; refuses subjects starting with "bad" in `flush`, after buffering.
+#[derive(Default)]
+struct Buffered {
+    loaded: std::sync::Mutex<Vec<Vec<String>>>,
+    pending: std::sync::Mutex<Vec<String>>,
+    flushes: std::sync::atomic::AtomicUsize,
+}
+
+impl TimerHandler for Buffered {
+    async fn load(&self, _tx: &mut Tx, timers: &[Timer]) -> Result<(), HandlerError> {
+        self.pending.lock().unwrap().clear();
+        let subjects = timers.iter().map(|t| t.subject.clone()).collect();
+        self.loaded.lock().unwrap().push(subjects);
+        Ok(())
+    }
+
+    async fn fire(&self, _tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        let loaded = self
+            .loaded
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        if !loaded.contains(&timer.subject) {
+            return Err("fired without being loaded".into());
+        }
+        self.pending.lock().unwrap().push(timer.subject.clone());
+        Ok(())
+    }
+
+    async fn flush(&self, tx: &mut Tx) -> Result<(), HandlerError> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap());
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if pending.iter().any(|s| s.starts_with("bad")) {
+            return Err("a bad timer in this flush".into());
+        }
+        let values = (1..=pending.len())
+            .map(|i| format!("(${i})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO fired (subject) VALUES {values}");
+        let mut query = sqlx::query(&sql);
+        for subject in &pending {
+            query = query.bind(subject.clone());
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
 impl Traces {
     fn of(&self, subject: &str) -> Vec<TraceId> {
         let seen = self.0.lock().expect("traces");
@@ -306,6 +359,95 @@ pub async fn a_timer_fires_in_the_trace_that_scheduled_it(db: Db) {
     assert_eq!(handler.of("bad"), [trace_of(&third), trace_of(&third)]);
 }
 
+pub async fn buffered_effects_are_flushed_per_transaction_and_a_failure_stays_alone(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let now = t0();
+    let good: Vec<NewTimer> = (0..300)
+        .map(|n| {
+            timer(
+                &format!("good-{n:03}"),
+                now - SignedDuration::from_secs(300 - n),
+            )
+        })
+        .collect();
+    schedule(&db, &good).await;
+    let handler = Buffered::default();
+    assert_eq!(timers.fire_due(now, &handler).await.unwrap(), 300);
+    let mut recorded = fired(&db).await;
+    recorded.sort();
+    assert_eq!(recorded.len(), 300);
+    assert_eq!(
+        recorded,
+        good.iter().map(|t| t.subject.clone()).collect::<Vec<_>>()
+    );
+    let flushes = handler.flushes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        flushes < 300 / 4,
+        "{flushes} flushes for 300 timers: effects are not written per transaction"
+    );
+
+    // One bad timer among 20: its chunk fails as a whole, then fires timer by timer, each
+    // loaded and flushed alone, so only the bad one stays behind.
+    let mut batch = Vec::new();
+    for n in 0..20 {
+        let subject = if n == 7 {
+            "bad-7".to_owned()
+        } else {
+            format!("more-{n:02}")
+        };
+        batch.push(timer(&subject, now - SignedDuration::from_secs(20 - n)));
+    }
+    schedule(&db, &batch).await;
+    let handler = Buffered::default();
+    assert_eq!(timers.fire_due(now, &handler).await.unwrap(), 19);
+    let more = fired(&db)
+        .await
+        .into_iter()
+        .filter(|s| !s.starts_with("good"))
+        .collect::<Vec<_>>();
+    assert_eq!(more.len(), 19);
+    assert!(more.iter().all(|s| s.starts_with("more")), "{more:?}");
+    let (total, _) = timers.counts(now).await.unwrap();
+    assert_eq!(total, 1, "the bad timer stays claimed, to be retried");
+}
+
+pub async fn schedule_all_upserts_and_cancel_all_removes(db: Db) {
+    let timers = Timers::new(db.clone());
+    let now = t0();
+    schedule(&db, &[timer("a", now + SignedDuration::from_mins(5))]).await;
+    let mut tx = db.begin().await.unwrap();
+    // "a" moves earlier; of the two "b", the later one counts.
+    let untraced = |timer: NewTimer| (timer, Default::default());
+    Timers::schedule_all(
+        &mut tx,
+        &[
+            untraced(timer("a", now - SignedDuration::from_mins(1))),
+            untraced(timer("b", now + SignedDuration::from_mins(9))),
+            untraced(timer("b", now - SignedDuration::from_mins(2))),
+            untraced(timer("c", now - SignedDuration::from_mins(3))),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(timers.counts(now).await.unwrap(), (3, 3));
+    let mut tx = db.begin().await.unwrap();
+    let cancelled = Timers::cancel_all(&mut tx, "sla_deadline", &["c".into(), "zz".into()])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(cancelled, 1);
+    let claimed: Vec<String> = timers
+        .claim_due(now, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.subject)
+        .collect();
+    assert_eq!(claimed, ["b", "a"]);
+}
+
 /// Instantiates every scenario above as a test on one backend.
 macro_rules! timer_suite {
     ($backend:ident, $make:expr) => {
@@ -323,7 +465,9 @@ macro_rules! timer_suite {
                 a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back, released_claims_fire_at_once,
                 the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
                 a_failing_timer_rolls_back_alone_and_stays_claimed,
-                a_timer_fires_in_the_trace_that_scheduled_it);
+                a_timer_fires_in_the_trace_that_scheduled_it,
+                buffered_effects_are_flushed_per_transaction_and_a_failure_stays_alone,
+                schedule_all_upserts_and_cancel_all_removes);
         }
     };
     (@tests $($name:ident),*) => {
