@@ -10,7 +10,7 @@ use std::time::Duration;
 use runtime::auth::token_digest;
 use runtime::client::{Connector, Method};
 use runtime::config::{ClientConfig, Defaults, ServiceConfig, Sources};
-use runtime::server::{HealthTarget, serve};
+use runtime::server::HealthTarget;
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -85,25 +85,18 @@ async fn a_rewritten_tokens_file_takes_effect_without_a_restart_and_a_broken_one
     let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
     let (listener, addr) = testkit::bind_local().await;
     let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        let server_config = config.server.clone();
-        async move {
-            let target = HealthTarget {
-                service: SERVICE,
-                db,
-                scopes: &[("Ping", "test.ping")],
-            };
-            serve(
-                listener,
-                RoutesBuilder::default(),
-                vec![target],
-                &server_config,
-                stop,
-            )
-            .await
-        }
-    });
+    let target = HealthTarget {
+        service: SERVICE,
+        db,
+        scopes: &[("Ping", "test.ping")],
+    };
+    let server = crate::spawn_server(
+        listener,
+        RoutesBuilder::default(),
+        target,
+        config.server.clone(),
+        stop.clone(),
+    );
     testkit::channel(addr).await;
     let url = format!("http://{addr}");
     let ping = |token: &'static str| {

@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use runtime::config::ServerConfig;
 use runtime::consumer::HandlerError;
 use runtime::metrics;
-use runtime::server::{HealthTarget, serve};
+use runtime::server::HealthTarget;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{Db, EventLog, NewEvent, Tx};
 use testkit::TestDb;
@@ -169,24 +169,18 @@ async fn start() -> Running {
         .await
         .unwrap()
         .unwrap();
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let target = HealthTarget {
-                service: "fairchance.metricstest.v1.MetricsTestService",
-                db,
-                scopes: &[],
-            };
-            serve(
-                listener,
-                RoutesBuilder::default(),
-                vec![target],
-                &ServerConfig::default(),
-                stop,
-            )
-            .await
-        }
-    });
+    let target = HealthTarget {
+        service: "fairchance.metricstest.v1.MetricsTestService",
+        db,
+        scopes: &[],
+    };
+    crate::spawn_server(
+        listener,
+        RoutesBuilder::default(),
+        target,
+        ServerConfig::default(),
+        stop.clone(),
+    );
     Running {
         grpc: testkit::channel(addr).await,
         metrics,

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use runtime::config::ServerConfig;
-use runtime::server::{HealthTarget, serve};
 use testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -22,58 +21,23 @@ async fn health_reflects_the_database_and_shutdown_returns() {
         health_interval: Duration::from_millis(100),
         ..Default::default()
     };
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        let db = db.clone();
-        async move {
-            let target = HealthTarget {
-                service: "fairchance.test.v1.TestService",
-                db,
-                scopes: &[],
-            };
-            serve(
-                listener,
-                RoutesBuilder::default(),
-                vec![target],
-                &config,
-                stop,
-            )
-            .await
-        }
-    });
-    let mut health = HealthClient::new(testkit::channel(addr).await);
-    let status = |service: &str| HealthCheckRequest {
-        service: service.to_owned(),
-    };
-
-    let mut serving = false;
-    for _ in 0..100 {
-        let r = health
-            .check(status("fairchance.test.v1.TestService"))
-            .await
-            .unwrap()
-            .into_inner();
-        if r.status == ServingStatus::Serving as i32 {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(serving, "service never became SERVING");
+    let server = crate::spawn_server(
+        listener,
+        RoutesBuilder::default(),
+        crate::test_target(db.clone()),
+        config,
+        stop.clone(),
+    );
+    let health = HealthClient::new(testkit::channel(addr).await);
+    assert!(
+        crate::wait_for_status(&health, crate::TEST_SERVICE, ServingStatus::Serving).await,
+        "service never became SERVING"
+    );
 
     // The database goes away: health follows.
     db.close().await;
-    let mut not_serving = false;
-    for _ in 0..100 {
-        let r = health.check(status("")).await.unwrap().into_inner();
-        if r.status == ServingStatus::NotServing as i32 {
-            not_serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        not_serving,
+        crate::wait_for_status(&health, "", ServingStatus::NotServing).await,
         "health stayed SERVING with the database closed"
     );
 
@@ -145,17 +109,13 @@ async fn health_is_not_serving_while_in_flight_calls_drain() {
     };
     let mut routes = RoutesBuilder::default();
     routes.add_service(Slow);
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let target = HealthTarget {
-                service: "fairchance.test.v1.TestService",
-                db,
-                scopes: &[],
-            };
-            serve(listener, routes, vec![target], &config, stop).await
-        }
-    });
+    let server = crate::spawn_server(
+        listener,
+        routes,
+        crate::test_target(db),
+        config,
+        stop.clone(),
+    );
     let health = HealthClient::new(testkit::channel(health_addr).await);
     let status = || async {
         health
@@ -166,15 +126,10 @@ async fn health_is_not_serving_while_in_flight_calls_drain() {
             .into_inner()
             .status
     };
-    let mut serving = false;
-    for _ in 0..100 {
-        if status().await == ServingStatus::Serving as i32 {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(serving, "service never became SERVING");
+    assert!(
+        crate::wait_for_status(&health, "", ServingStatus::Serving).await,
+        "service never became SERVING"
+    );
 
     let channel = testkit::channel(addr).await;
     let call = tokio::spawn(async move {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use runtime::client::{Client, Connector, Method};
 use runtime::config::{ClientConfig, ServerConfig};
-use runtime::server::{HealthTarget, serve};
 use runtime::tls::{ClientTls, TlsConfig};
 use testkit::{TestDb, read_tls_fixture as pem};
 use tokio_util::sync::CancellationToken;
@@ -56,45 +55,21 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca_and_health_stays_p
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let target = HealthTarget {
-                service: "fairchance.test.v1.TestService",
-                db,
-                scopes: &[],
-            };
-            serve(
-                listener,
-                RoutesBuilder::default(),
-                vec![target],
-                &config,
-                stop,
-            )
-            .await
-        }
-    });
+    let server = crate::spawn_server(
+        listener,
+        RoutesBuilder::default(),
+        crate::test_target(db),
+        config,
+        stop.clone(),
+    );
 
     // (d) The plaintext health port answers grpc.health.v1 Check, and reports the same
     // status as the main port.
     let mut plain_health = HealthClient::new(testkit::channel(health_addr).await);
-    let mut serving = false;
-    for _ in 0..100 {
-        let status = plain_health
-            .check(HealthCheckRequest {
-                service: "fairchance.test.v1.TestService".into(),
-            })
-            .await
-            .expect("plaintext health answers")
-            .into_inner()
-            .status;
-        if status == ServingStatus::Serving as i32 {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(serving, "plaintext health never reported SERVING");
+    assert!(
+        crate::wait_for_status(&plain_health, crate::TEST_SERVICE, ServingStatus::Serving).await,
+        "plaintext health never reported SERVING"
+    );
 
     // (a) A client with a certificate the client CA signed gets through, over TLS to
     // 127.0.0.1 and to localhost (both in the server certificate).
@@ -213,24 +188,13 @@ async fn a_rewritten_certificate_is_served_to_new_connections_without_a_restart(
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let target = HealthTarget {
-                service: "fairchance.test.v1.TestService",
-                db,
-                scopes: &[],
-            };
-            serve(
-                listener,
-                RoutesBuilder::default(),
-                vec![target],
-                &config,
-                stop,
-            )
-            .await
-        }
-    });
+    let server = crate::spawn_server(
+        listener,
+        RoutesBuilder::default(),
+        crate::test_target(db),
+        config,
+        stop.clone(),
+    );
     // A new client each time: a new connection, so a new handshake.
     let url = format!("https://127.0.0.1:{}", addr.port());
     let connect = || async {
