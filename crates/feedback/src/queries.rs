@@ -175,10 +175,13 @@ fn most_first<K: Ord>(counts: BTreeMap<K, u64>, name: impl Fn(&K) -> String) -> 
 /// the same exact result; this one only sets the cost of each pass.
 const BUCKET_MICROS: i64 = 1 << 26;
 
+/// Where a rank falls: the bucket that holds it, and its 1-based rank within that bucket.
+type RankAt = (i64, u64);
+
 /// The bucket that holds the `p`-th percentile by nearest rank of the values counted in
 /// `histogram` (counts by bucket, buckets in the order of their values), and the 1-based rank
 /// of that value within its bucket. `None` when there are no values.
-fn locate_rank(histogram: &BTreeMap<i64, u64>, p: u32) -> Option<(i64, u64)> {
+fn locate_rank(histogram: &BTreeMap<i64, u64>, p: u32) -> Option<RankAt> {
     let n: u64 = histogram.values().sum();
     if n == 0 {
         return None;
@@ -495,7 +498,7 @@ impl Store {
             *histograms.entry(None).or_default().entry(b).or_default() += n;
         }
         // Where each group's (and the total's) median and p90 fall.
-        let located: Vec<(Option<String>, [Option<(i64, u64)>; 2])> = histograms
+        let located: Vec<(Option<String>, [Option<RankAt>; 2])> = histograms
             .iter()
             .map(|(k, h)| (k.clone(), [locate_rank(h, 50), locate_rank(h, 90)]))
             .collect();

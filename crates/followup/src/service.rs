@@ -29,6 +29,7 @@ use runtime::playbook::Playbook;
 use runtime::timers::{NewTimer, Timer, TimerHandler, Timers};
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::convert::{
@@ -142,14 +143,16 @@ pub enum ServiceError {
     Storage(#[from] DbError),
 }
 
+/// A lead's next wake-up: when, and the trace context it continues.
+type Wake = (Timestamp, BTreeMap<String, String>);
+
 /// What one transaction's use cases write, gathered so that it goes out with one multi-row
 /// statement per table.
 #[derive(Default)]
 struct Effects {
     rows: Writes,
-    /// Each lead's wake-up timer: its due time and the trace it continues, or `None` to
-    /// cancel it.
-    wakes: HashMap<String, Option<(Timestamp, BTreeMap<String, String>)>>,
+    /// Each lead's wake-up timer, or `None` to cancel it.
+    wakes: HashMap<String, Option<Wake>>,
     /// Events, each with the trace context current when its step fired.
     events: Vec<(NewEvent, BTreeMap<String, String>)>,
 }
@@ -406,11 +409,11 @@ impl Followup {
         now: Timestamp,
     ) -> Result<(), DbError> {
         let playbook = self.playbook.current();
-        effects.rows.save(enrollment, keys, context)?;
-        let subject = enrollment.lead.to_string();
         // Captured now, while the step's own span is current, not when the events and the
         // next wake-up are written.
         let trace = runtime::telemetry::current_trace_context();
+        effects.rows.save(enrollment, keys, context, &trace)?;
+        let subject = enrollment.lead.to_string();
         effects.wakes.insert(
             subject.clone(),
             enrollment
@@ -913,11 +916,16 @@ impl Followup {
                 Store::load_for_update(&mut tx, self.backend(), lead)
                     .await?
                     .ok_or(ServiceError::NotFound)?;
+            // Made on a caller's behalf: what it appends and reschedules continues the lead's
+            // own trace, linked to the caller's span.
+            let span = tracing::info_span!("lead.change", lead_id = %lead);
+            runtime::telemetry::continue_trace(&span, &Store::lead_trace(&mut tx, lead).await?);
             let now = self.now();
             let playbook = self.playbook.current();
             let changes = op(&mut enrollment, &playbook, now)?;
             let extra = extra(&enrollment, &changes, now);
             self.persist_with(&mut tx, &enrollment, &keys, &context, &changes, extra, now)
+                .instrument(span)
                 .await?;
             tx.commit().await.map_err(DbError::from)?;
             self.wake();

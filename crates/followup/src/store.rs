@@ -3,7 +3,7 @@
 //! the contacts that opted out. Writes take the caller's transaction so the enrolment, its
 //! timer, its tasks and its events commit together.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::Timestamp;
 use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros, values_placeholders};
@@ -85,6 +85,8 @@ struct EnrollmentRow {
     status: &'static str,
     record: String,
     context: Vec<u8>,
+    /// The trace a new enrolment keeps (see [`Store::lead_trace`]); ignored for an existing one.
+    trace: String,
     /// Open tasks: number, owner, due time.
     tasks: Vec<(i64, String, i64)>,
 }
@@ -111,12 +113,14 @@ impl std::fmt::Debug for Writes {
 }
 
 impl Writes {
-    /// [`Store::save`], deferred to [`Writes::write`].
+    /// [`Store::save`], deferred to [`Writes::write`]. `trace` is the W3C trace context an
+    /// enrolment created now keeps as the lead's; an existing enrolment keeps its own.
     pub fn save(
         &mut self,
         enrollment: &Enrollment,
         keys: &ContactKeys,
         context: &[u8],
+        trace: &BTreeMap<String, String>,
     ) -> Result<(), DbError> {
         let row = EnrollmentRow {
             lead: enrollment.lead.to_string(),
@@ -126,6 +130,7 @@ impl Writes {
             status: status_name(enrollment),
             record: serde_json::to_string(enrollment).map_err(DbError::corrupt)?,
             context: context.to_vec(),
+            trace: runtime::telemetry::encode_trace_context(trace),
             tasks: enrollment
                 .tasks
                 .iter()
@@ -155,10 +160,10 @@ impl Writes {
         self.index.clear();
         for chunk in enrollments.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO enrollments (lead_id, owner_id, contact_key, phone_key, status, record, context) \
+                "INSERT INTO enrollments (lead_id, owner_id, contact_key, phone_key, status, record, context, trace_context) \
                  VALUES {} ON CONFLICT (lead_id) DO UPDATE SET owner_id = excluded.owner_id, \
                  status = excluded.status, record = excluded.record, context = excluded.context",
-                values_placeholders(chunk.len(), 7)
+                values_placeholders(chunk.len(), 8)
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {
@@ -169,7 +174,8 @@ impl Writes {
                     .bind(row.phone.as_str())
                     .bind(row.status)
                     .bind(row.record.as_str())
-                    .bind(row.context.as_slice());
+                    .bind(row.context.as_slice())
+                    .bind(row.trace.as_str());
             }
             query.execute(&mut **tx).await?;
             // Few tasks are open per lead (normally one), so rewriting them is cheaper than
@@ -279,6 +285,18 @@ impl Store {
     }
 
     /// A lead's enrolment and context packet, locked until the transaction ends on PostgreSQL.
+    /// The lead's own trace, kept when it was enrolled; empty if unknown.
+    pub async fn lead_trace(tx: &mut Tx, lead: Uuid) -> Result<BTreeMap<String, String>, DbError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT trace_context FROM enrollments WHERE lead_id = $1")
+                .bind(lead.to_string())
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(stored
+            .map(|text| runtime::telemetry::decode_trace_context(&text))
+            .unwrap_or_default())
+    }
+
     pub async fn load_for_update(
         tx: &mut Tx,
         backend: Backend,

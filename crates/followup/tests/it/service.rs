@@ -549,6 +549,55 @@ pub async fn leads_of_one_contact_due_together_share_the_cap(f: Fixture) {
     assert_eq!(count("StepDeferred"), 1, "{types:?}");
 }
 
+/// A change a caller makes (a resume, under the caller's own trace) reschedules the lead's
+/// next step in the lead's trace, the one it was enrolled in, so the steps that follow stay
+/// in the trace that follows the lead.
+pub async fn a_callers_change_keeps_the_lead_in_its_own_trace(f: Fixture) {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let trace_of =
+        |span: &tracing::Span| span.context().span().span_context().trace_id().to_string();
+    let wake_trace = |db: Db, lead: Uuid| async move {
+        let stored: String = sqlx::query_scalar(
+            "SELECT trace_context FROM timers WHERE kind = 'followup_wake' AND subject = $1",
+        )
+        .bind(lead.to_string())
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        let context = runtime::telemetry::decode_trace_context(&stored);
+        // traceparent: version-traceid-spanid-flags
+        context["traceparent"].split('-').nth(1).unwrap().to_owned()
+    };
+
+    let enrolment = tracing::info_span!("lead");
+    let lead = enrolled(&f, "traced@engines.de")
+        .instrument(enrolment.clone())
+        .await;
+    assert_eq!(wake_trace(f.db.clone(), lead).await, trace_of(&enrolment));
+
+    let caller = tracing::info_span!("caller");
+    assert_ne!(trace_of(&caller), trace_of(&enrolment));
+    async {
+        f.svc.pause(lead, None, "on holiday".into()).await.unwrap();
+        f.svc.resume(lead).await.unwrap();
+    }
+    .instrument(caller)
+    .await;
+    assert_eq!(
+        wake_trace(f.db.clone(), lead).await,
+        trace_of(&enrolment),
+        "the rescheduled step left the lead's trace"
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -567,7 +616,8 @@ macro_rules! suite {
                 nothing_fires_while_intake_cannot_vouch_for_the_contact,
                 a_reassignment_moves_open_tasks_to_the_new_owner,
                 pause_and_resume, an_erased_contact_leaves_no_trace,
-                leads_of_one_contact_due_together_share_the_cap);
+                leads_of_one_contact_due_together_share_the_cap,
+                a_callers_change_keeps_the_lead_in_its_own_trace);
         }
     };
     (@tests $($name:ident),*) => {
