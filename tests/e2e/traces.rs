@@ -162,7 +162,7 @@ async fn one_trace_follows_a_lead_through_intake_activation_and_followup() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = testkit::set_thread_subscriber(subscriber);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let playbook = dir.path().join("playbook.toml");

@@ -256,3 +256,16 @@ pub fn free_local_addr() -> SocketAddr {
         .and_then(|l| l.local_addr())
         .expect("bind a free port")
 }
+
+/// Makes `subscriber` this thread's default while the guard lives (a test's own tracing
+/// pipeline), and has tracing look again at which callsites are enabled. Tracing caches that
+/// per callsite for every thread: a span first used by another test thread, which has no
+/// subscriber, at the moment this one is set, can otherwise stay disabled here for good, and
+/// a test of traces would flake.
+pub fn set_thread_subscriber(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> tracing::subscriber::DefaultGuard {
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}

@@ -137,7 +137,7 @@ async fn activation_of(
 #[tokio::test]
 async fn a_downstream_consumes_with_its_scope_and_says_so_loudly_without_it() {
     let logs = Logs::default();
-    let _logging = tracing::subscriber::set_default(
+    let _logging = testkit::set_thread_subscriber(
         tracing_subscriber::fmt()
             .with_writer({
                 let logs = logs.clone();

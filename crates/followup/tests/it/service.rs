@@ -561,7 +561,7 @@ pub async fn a_callers_change_keeps_the_lead_in_its_own_trace(f: Fixture) {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = testkit::set_thread_subscriber(subscriber);
     let trace_of =
         |span: &tracing::Span| span.context().span().span_context().trace_id().to_string();
     let wake_trace = |db: Db, lead: Uuid| async move {

@@ -329,7 +329,7 @@ pub async fn a_timer_fires_in_the_trace_that_scheduled_it(db: Db) {
     let provider = SdkTracerProvider::builder().build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = testkit::set_thread_subscriber(subscriber);
     let trace_of = |span: &tracing::Span| span.context().span().span_context().trace_id();
 
     let (first, second) = (tracing::info_span!("first"), tracing::info_span!("second"));
@@ -341,6 +341,9 @@ pub async fn a_timer_fires_in_the_trace_that_scheduled_it(db: Db) {
         .await;
     let timers = Timers::new(db.clone());
     let handler = Traces::default();
+    // Again, now that this test's spans are in use: `timer.fire` may have been registered
+    // by another test's thread since (see `testkit::set_thread_subscriber`).
+    tracing::callsite::rebuild_interest_cache();
     assert_eq!(timers.fire_due(t0(), &handler).await.unwrap(), 2);
     assert_ne!(trace_of(&first), trace_of(&second));
     assert_eq!(handler.of("a"), [trace_of(&first)]);
