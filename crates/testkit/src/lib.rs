@@ -269,3 +269,20 @@ pub fn set_thread_subscriber(
     tracing::callsite::rebuild_interest_cache();
     guard
 }
+
+/// Asks `condition` up to `tries` times, 20 ms apart, until it holds; true if it did. For
+/// what a test waits on in the background (a reloaded file, a server coming up), without a
+/// fixed sleep.
+pub async fn eventually<F, Fut>(tries: usize, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

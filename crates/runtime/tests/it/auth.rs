@@ -121,15 +121,13 @@ async fn a_rewritten_tokens_file_takes_effect_without_a_restart_and_a_broken_one
 
     // Rotation: the new token replaces the old one.
     publish(secret.path(), 2, &tokens_file(&["new-token"]));
-    let mut accepted = false;
-    for _ in 0..250 {
-        if ping("new-token").await == Code::Unimplemented {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(accepted, "the new token was never accepted");
+    assert!(
+        testkit::eventually(250, || async {
+            ping("new-token").await == Code::Unimplemented
+        })
+        .await,
+        "the new token was never accepted"
+    );
     assert_eq!(ping("old-token").await, Code::Unauthenticated);
 
     // A broken version: counted, logged, and the tokens in force stay.
@@ -139,15 +137,10 @@ async fn a_rewritten_tokens_file_takes_effect_without_a_restart_and_a_broken_one
         3,
         "[[caller]]\nname = \"ops\"\ntoken_sha256 = \"abc\"\n",
     );
-    let mut rejected = false;
-    for _ in 0..250 {
-        if reload_failures() > failures {
-            rejected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(rejected, "the broken tokens file was never reported");
+    assert!(
+        testkit::eventually(250, || async { reload_failures() > failures }).await,
+        "the broken tokens file was never reported"
+    );
     assert_eq!(ping("new-token").await, Code::Unimplemented);
     assert_eq!(ping("old-token").await, Code::Unauthenticated);
 
@@ -157,15 +150,13 @@ async fn a_rewritten_tokens_file_takes_effect_without_a_restart_and_a_broken_one
         4,
         &tokens_file(&["new-token", "newer-token"]),
     );
-    let mut accepted = false;
-    for _ in 0..250 {
-        if ping("newer-token").await == Code::Unimplemented {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(accepted, "the version after the broken one was never taken");
+    assert!(
+        testkit::eventually(250, || async {
+            ping("newer-token").await == Code::Unimplemented
+        })
+        .await,
+        "the version after the broken one was never taken"
+    );
     assert_eq!(ping("new-token").await, Code::Unimplemented);
 
     stop.cancel();

@@ -201,28 +201,18 @@ async fn a_rewritten_certificate_is_served_to_new_connections_without_a_restart(
         let trusting = ClientTls::new(pem("ca.pem"), None).unwrap();
         check(&client(Some(trusting), &url)).await
     };
-    let mut up = false;
-    for _ in 0..100 {
-        if connect().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(up, "the server never answered over TLS");
+    assert!(
+        testkit::eventually(100, || async { connect().await.is_ok() }).await,
+        "the server never answered over TLS"
+    );
 
     // A key that is not the certificate's: reported, and the pair in force is still served.
     let failures = reload_failures();
     std::fs::write(&key, pem("other-client.key")).unwrap();
-    let mut rejected = false;
-    for _ in 0..250 {
-        if reload_failures() > failures {
-            rejected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(rejected, "the mismatched key was never reported");
+    assert!(
+        testkit::eventually(250, || async { reload_failures() > failures }).await,
+        "the mismatched key was never reported"
+    );
     connect()
         .await
         .expect("the previous certificate is still served");
@@ -248,15 +238,10 @@ async fn a_rewritten_certificate_is_served_to_new_connections_without_a_restart(
     // And back: the next renewal is taken as well.
     std::fs::write(&cert, pem("server.pem")).unwrap();
     std::fs::write(&key, pem("server.key")).unwrap();
-    let mut served = false;
-    for _ in 0..250 {
-        if connect().await.is_ok() {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(served, "the renewed certificate was never served");
+    assert!(
+        testkit::eventually(250, || async { connect().await.is_ok() }).await,
+        "the renewed certificate was never served"
+    );
 
     stop.cancel();
     server.await.unwrap().unwrap();
