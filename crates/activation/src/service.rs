@@ -3,7 +3,8 @@
 //! record the first action, breach at the deadline (escalate, reassign, or hand to the
 //! manager), and the run-time facts owners and accounts change.
 
-use std::sync::{Arc, LazyLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 use prost::{Message, Name};
@@ -22,7 +23,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::convert::{activation_to_proto, cause_to_proto, channel_to_proto, duration_to_proto};
-use crate::domain::assign::{PickContext, Unassignable, assign};
+use crate::domain::assign::{OwnerState, PickContext, RoundRobin, Unassignable, assign};
 use crate::domain::breach::{
     BreachCause, BreachFacts, Escalation, breach_cause, escalation_manager, on_breach,
 };
@@ -117,6 +118,31 @@ pub struct Activation {
     timers: Timers,
     playbook: Playbook<ActivationPlaybook>,
     clock: SharedClock,
+    /// What the consumer's transaction loaded for the leads it accepts (see [`AcceptBatch`]);
+    /// only the consumer, which runs one transaction at a time, touches it.
+    batch: Arc<Mutex<Option<AcceptBatch>>>,
+}
+
+/// What the leads a transaction of intake's events accepts all need, read once for the batch
+/// instead of once per lead: which of them already have an activation, the account domains,
+/// the owners' load and availability, and each team's rotation (locked on first use, as
+/// [`Store::round_robin`] does, and written once in `flush`). The owners' load is kept in step
+/// with the assignments the batch makes, as the trigger on `activations` keeps the table.
+///
+/// Only `LeadAccepted` uses it: any other event of the batch (a merge, an opt-out, an
+/// erasure) may change what it holds, so it writes the rotations back and drops it first, and
+/// the rest of the batch reads as a single event does.
+#[derive(Debug, Default)]
+struct AcceptBatch {
+    /// Leads whose activation was looked up for the batch (by the event's aggregate id),
+    /// and of those, the ones that have one: stored, or accepted earlier in the batch. A lead
+    /// not looked up is read as a single event reads it.
+    checked: HashSet<Uuid>,
+    known: HashSet<Uuid>,
+    accounts: BTreeMap<String, OwnerId>,
+    owners: BTreeMap<OwnerId, OwnerState>,
+    /// Each team's rotation, and whether the batch changed it.
+    rotations: HashMap<TeamId, (RoundRobin, bool)>,
 }
 
 /// Builds an event from the activation as it stands after the change.
@@ -140,6 +166,7 @@ impl Activation {
             timers,
             playbook,
             clock,
+            batch: Arc::default(),
         }
     }
 
@@ -227,6 +254,17 @@ impl Activation {
         tx: &mut Tx,
         event: &Event,
     ) -> Result<(), ActivationError> {
+        self.apply_in_batch(tx, event, &mut None).await
+    }
+
+    /// [`Activation::apply_intake_event`] with what the transaction loaded for its batch
+    /// (see [`AcceptBatch`]), if anything; any event but `LeadAccepted` writes it back and drops it.
+    async fn apply_in_batch(
+        &self,
+        tx: &mut Tx,
+        event: &Event,
+        batch: &mut Option<AcceptBatch>,
+    ) -> Result<(), ActivationError> {
         let Some(payload) = &event.payload else {
             return Ok(());
         };
@@ -236,8 +274,19 @@ impl Activation {
             let accepted = ipb::LeadAccepted::decode(payload.value.as_slice())
                 .map_err(|_| BadEvent::MissingLead)?;
             let (facts, packet) = from_accepted(&accepted)?;
-            self.accept(tx, facts, packet, now).await
-        } else if name == ipb::LeadMerged::full_name() {
+            return self.accept(tx, facts, packet, now, batch.as_mut()).await;
+        }
+        let changes_state = [
+            ipb::LeadMerged::full_name(),
+            ipb::ContactOptedOut::full_name(),
+            ipb::ContactErased::full_name(),
+        ]
+        .iter()
+        .any(|n| n == name);
+        if changes_state && let Some(loaded) = batch.take() {
+            Self::flush_batch(tx, loaded).await?;
+        }
+        if name == ipb::LeadMerged::full_name() {
             let merged = ipb::LeadMerged::decode(payload.value.as_slice())
                 .map_err(|_| BadEvent::MissingLead)?;
             self.merged(tx, &merged, now).await
@@ -260,16 +309,29 @@ impl Activation {
         facts: LeadFacts,
         packet: pb::ContextPacket,
         now: Timestamp,
+        mut batch: Option<&mut AcceptBatch>,
     ) -> Result<(), ActivationError> {
-        if Store::load_for_update(tx, self.backend(), facts.lead)
-            .await?
-            .is_some()
-        {
+        let known = match batch.as_deref_mut() {
+            Some(batch) if batch.checked.contains(&facts.lead) => !batch.known.insert(facts.lead),
+            _ => {
+                let stored = Store::load_for_update(tx, self.backend(), facts.lead)
+                    .await?
+                    .is_some();
+                if let Some(batch) = batch.as_deref_mut() {
+                    batch.checked.insert(facts.lead);
+                    batch.known.insert(facts.lead);
+                }
+                stored
+            }
+        };
+        if known {
             return Ok(());
         }
         let playbook = self.playbook.current();
-        let accounts = Store::accounts(tx).await?;
-        let route = route(&facts, &playbook, &accounts);
+        let route = match batch.as_deref() {
+            Some(batch) => route(&facts, &playbook, &batch.accounts),
+            None => route(&facts, &playbook, &Store::accounts(tx).await?),
+        };
         let policy = sla_policy(&facts, &playbook);
         let due = match playbook.team(&route.team) {
             Some(team) => deadline(now, policy, team.calendar()),
@@ -307,10 +369,23 @@ impl Activation {
             return Ok(());
         }
         match self
-            .pick(tx, &playbook, &route, &record.previous_owners, now)
+            .pick(
+                tx,
+                &playbook,
+                &route,
+                &record.previous_owners,
+                now,
+                batch.as_deref_mut(),
+            )
             .await?
         {
-            Ok(owner) => record.assign(&playbook, owner, now),
+            Ok(owner) => {
+                // The trigger on `activations` counts it when the record is saved.
+                if let Some(state) = batch.as_mut().and_then(|b| b.owners.get_mut(&owner)) {
+                    state.open_unactivated = state.open_unactivated.saturating_add(1);
+                }
+                record.assign(&playbook, owner, now);
+            }
             Err(cause) => {
                 record.waiting_cause = Some(cause);
                 // Nobody can take it: alert now rather than let it wait silently.
@@ -442,33 +517,110 @@ impl Activation {
         route: &Route,
         tried: &[OwnerId],
         now: Timestamp,
+        batch: Option<&mut AcceptBatch>,
     ) -> Result<Result<OwnerId, Unassignable>, DbError> {
-        let members: Vec<OwnerId> = playbook
+        let mut candidates: Vec<OwnerId> = playbook
             .team_owners(&route.team)
             .map(|o| o.id().clone())
             .collect();
-        let mut candidates = members.clone();
         if let Some(owner) = &route.owner
             && !candidates.contains(owner)
         {
             candidates.push(owner.clone());
         }
-        let states = Store::owner_states(tx, &candidates).await?;
-        let rotation = Store::round_robin(tx, &route.team).await?;
+        let Some(batch) = batch else {
+            let states = Store::owner_states(tx, &candidates).await?;
+            let rotation = Store::round_robin(tx, &route.team).await?;
+            let ctx = PickContext {
+                now,
+                states: &states,
+                tried,
+            };
+            return Ok(match assign(playbook, route, &ctx, &rotation) {
+                Ok(pick) => {
+                    if pick.round_robin != rotation {
+                        Store::save_round_robin(tx, &route.team, &pick.round_robin).await?;
+                    }
+                    Ok(pick.owner)
+                }
+                Err(cause) => Err(cause),
+            });
+        };
+        // An owner the batch did not load (an account's owner outside the playbook's teams).
+        let missing: Vec<OwnerId> = candidates
+            .iter()
+            .filter(|o| !batch.owners.contains_key(*o))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            batch
+                .owners
+                .extend(Store::owner_states(tx, &missing).await?);
+        }
+        if !batch.rotations.contains_key(&route.team) {
+            let rotation = Store::round_robin(tx, &route.team).await?;
+            batch
+                .rotations
+                .insert(route.team.clone(), (rotation, false));
+        }
+        let (rotation, changed) = batch
+            .rotations
+            .get_mut(&route.team)
+            .ok_or_else(|| DbError::corrupt(std::io::Error::other("rotation not loaded")))?;
         let ctx = PickContext {
             now,
-            states: &states,
+            states: &batch.owners,
             tried,
         };
-        Ok(match assign(playbook, route, &ctx, &rotation) {
+        Ok(match assign(playbook, route, &ctx, rotation) {
             Ok(pick) => {
-                if pick.round_robin != rotation {
-                    Store::save_round_robin(tx, &route.team, &pick.round_robin).await?;
+                if pick.round_robin != *rotation {
+                    *rotation = pick.round_robin;
+                    *changed = true;
                 }
                 Ok(pick.owner)
             }
             Err(cause) => Err(cause),
         })
+    }
+
+    /// Loads an [`AcceptBatch`] for the `LeadAccepted` events among `events`.
+    async fn load_batch(&self, tx: &mut Tx, events: &[Event]) -> Result<AcceptBatch, DbError> {
+        let leads: Vec<Uuid> = events
+            .iter()
+            .filter(|e| {
+                e.payload.as_ref().is_some_and(|p| {
+                    p.type_url.rsplit('/').next() == Some(&ipb::LeadAccepted::full_name())
+                })
+            })
+            .filter_map(|e| e.aggregate_id.parse().ok())
+            .collect();
+        if leads.is_empty() {
+            return Ok(AcceptBatch::default());
+        }
+        let playbook = self.playbook.current();
+        let accounts = Store::accounts(tx).await?;
+        let mut owners: Vec<OwnerId> = playbook.owners().iter().map(|o| o.id().clone()).collect();
+        owners.extend(accounts.values().cloned());
+        owners.sort();
+        owners.dedup();
+        Ok(AcceptBatch {
+            known: Store::existing(tx, &leads).await?,
+            checked: leads.into_iter().collect(),
+            owners: Store::owner_states(tx, &owners).await?,
+            accounts,
+            rotations: HashMap::new(),
+        })
+    }
+
+    /// Writes the rotations a batch changed.
+    async fn flush_batch(tx: &mut Tx, batch: AcceptBatch) -> Result<(), DbError> {
+        for (team, (rotation, changed)) in &batch.rotations {
+            if *changed {
+                Store::save_round_robin(tx, team, rotation).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn schedule_retry(
@@ -503,7 +655,7 @@ impl Activation {
         let route = rotation(&record.team);
         let mut events = Emitted::default();
         match self
-            .pick(tx, &playbook, &route, &record.previous_owners, now)
+            .pick(tx, &playbook, &route, &record.previous_owners, now, None)
             .await?
         {
             Ok(owner) => {
@@ -589,7 +741,7 @@ impl Activation {
         ) {
             Escalation::Reassign => {
                 let route = rotation(&record.team);
-                self.pick(tx, &playbook, &route, &record.previous_owners, now)
+                self.pick(tx, &playbook, &route, &record.previous_owners, now, None)
                     .await?
                     .ok()
             }
@@ -758,7 +910,14 @@ impl Activation {
                     let route = rotation(&record.team);
                     let mut events = Emitted::default();
                     match self
-                        .pick(&mut tx, &playbook, &route, &record.previous_owners, now)
+                        .pick(
+                            &mut tx,
+                            &playbook,
+                            &route,
+                            &record.previous_owners,
+                            now,
+                            None,
+                        )
                         .await?
                     {
                         Ok(next) => {
@@ -896,11 +1055,36 @@ fn escalation(
     })
 }
 
+impl Activation {
+    fn batch_slot(&self) -> Result<std::sync::MutexGuard<'_, Option<AcceptBatch>>, HandlerError> {
+        self.batch
+            .lock()
+            .map_err(|_| HandlerError::from("activation batch poisoned"))
+    }
+}
+
 impl EventHandler for Activation {
+    async fn load(&self, tx: &mut Tx, events: &[Event]) -> Result<(), HandlerError> {
+        // Whatever a failed batch left is dropped with it.
+        self.batch_slot()?.take();
+        let loaded = self.load_batch(tx, events).await?;
+        *self.batch_slot()? = Some(loaded);
+        Ok(())
+    }
+
     async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandlerError> {
-        self.apply_intake_event(tx, event)
-            .await
-            .map_err(HandlerError::from)
+        let mut batch = self.batch_slot()?.take();
+        let applied = self.apply_in_batch(tx, event, &mut batch).await;
+        *self.batch_slot()? = batch;
+        applied.map_err(HandlerError::from)
+    }
+
+    async fn flush(&self, tx: &mut Tx) -> Result<(), HandlerError> {
+        let batch = self.batch_slot()?.take();
+        if let Some(batch) = batch {
+            Self::flush_batch(tx, batch).await?;
+        }
+        Ok(())
     }
 
     fn after_commit(&self) {

@@ -2,7 +2,7 @@
 //! rest as JSON), owners' availability, the round-robin state per team, and run-time
 //! accounts. Writes take the caller's transaction so state, timers and events commit together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use runtime::db::{Backend, Db, DbError, Tx, from_micros, list_placeholders, to_micros};
@@ -75,6 +75,27 @@ impl Store {
         Ok(runtime::telemetry::decode_trace_context(
             &text.unwrap_or_default(),
         ))
+    }
+
+    /// Which of `leads` have an activation.
+    pub async fn existing(tx: &mut Tx, leads: &[Uuid]) -> Result<HashSet<Uuid>, DbError> {
+        if leads.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = format!(
+            "SELECT lead_id FROM activations WHERE lead_id IN ({})",
+            list_placeholders(0, leads.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for lead in leads {
+            query = query.bind(lead.to_string());
+        }
+        query
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|id| id.parse().map_err(DbError::corrupt))
+            .collect()
     }
 
     /// A lead's activation and context packet, locked until the transaction ends on PostgreSQL.

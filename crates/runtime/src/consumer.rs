@@ -29,6 +29,26 @@ pub trait EventHandler: Send + Sync {
         event: &Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
+    /// Called inside the transaction before any of its events is handled: the place to load
+    /// what they all need with one query per table, so a batch costs a few round trips rather
+    /// than a few per event (as [`crate::timers::TimerHandler::load`]). An error rolls the batch
+    /// back like a failing `handle`.
+    fn load(
+        &self,
+        tx: &mut Tx,
+        events: &[Event],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (tx, events);
+        async { Ok(()) }
+    }
+
+    /// Called inside the transaction after its events were handled, before the cursor is saved
+    /// and it commits: the place to write what `handle` kept for the whole batch.
+    fn flush(&self, tx: &mut Tx) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = tx;
+        async { Ok(()) }
+    }
+
     /// Called after the transaction that applied the effects committed: the place to wake
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
@@ -120,12 +140,14 @@ async fn apply_batch_tx<H: EventHandler>(
     if saved != after {
         return Err(CursorMoved(consumer.to_owned()).into());
     }
+    handler.load(&mut tx, events).await?;
     for event in events {
         handler
             .handle(&mut tx, event)
             .instrument(consume_span(consumer, event))
             .await?;
     }
+    handler.flush(&mut tx).await?;
     save_cursor(&mut tx, consumer, &last.cursor, jiff::Timestamp::now()).await?;
     tx.commit().await.map_err(DbError::from)?;
     handler.after_commit();
