@@ -279,9 +279,33 @@ impl Service {
         database_url: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::spawn_on(None, args, kind, bin, dir, label, database_url, env)
+    }
+
+    /// [`Service::spawn`], confined to `cpus` (a `taskset` list such as `1` or `1-3`) when
+    /// given, from its first instruction on, so every thread it starts stays there.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_on(
+        cpus: Option<&str>,
+        args: &Args,
+        kind: Kind,
+        bin: &Path,
+        dir: &Path,
+        label: &str,
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = dir.join(format!("{}-{label}.log", kind.binary()));
-        let mut command = Command::new(bin);
+        let mut command = match cpus {
+            // taskset execs the binary: the child's pid (memory, CPU time) is the service's.
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.arg("--cpu-list").arg(cpus).arg(bin);
+                command
+            }
+            None => Command::new(bin),
+        };
         command
             .env_remove("FAIRCHANCE_CONFIG")
             .env("DATABASE_URL", database_url)
@@ -311,6 +335,10 @@ impl Service {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     /// Waits until the service answers gRPC; how long it took.
@@ -419,6 +447,105 @@ impl Drop for Service {
             let _ = self.child.wait();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU split
+// ---------------------------------------------------------------------------------------
+
+/// The machine's CPUs split between a service under test with the PostgreSQL server it
+/// writes to, and the load generator (this process), so that the generator's work cannot take
+/// the CPU the service needs: the arrangement a load test from another machine gives, on one
+/// machine. The generator gets CPU 0, the service and PostgreSQL the others. Linux only; it
+/// sets the affinity of every running `postgres` process (and the postmaster's children
+/// inherit it), which needs root or the postgres user. Every affinity it changed is restored
+/// when it is dropped.
+#[derive(Debug)]
+pub struct CpuSplit {
+    service: String,
+    all: String,
+}
+
+impl CpuSplit {
+    pub fn new() -> anyhow::Result<Self> {
+        let cpus = std::thread::available_parallelism()?.get();
+        anyhow::ensure!(
+            cpus >= 2,
+            "splitting CPUs between service and load generator needs at least 2, this process may use {cpus}"
+        );
+        let split = Self {
+            service: if cpus == 2 {
+                "1".to_owned()
+            } else {
+                format!("1-{}", cpus - 1)
+            },
+            all: format!("0-{}", cpus - 1),
+        };
+        split
+            .pin(std::process::id(), "0")
+            .context("pin the load generator (this process) to CPU 0")?;
+        for pid in postgres_pids()? {
+            split.pin(pid, &split.service).with_context(|| {
+                format!(
+                    "pin PostgreSQL (pid {pid}) to CPUs {}; this needs root or the postgres user",
+                    split.service
+                )
+            })?;
+        }
+        Ok(split)
+    }
+
+    /// The CPUs the service gets, as a `taskset` list for [`Service::spawn_on`].
+    pub fn service_cpus(&self) -> &str {
+        &self.service
+    }
+
+    /// Sets the affinity of every thread of `pid`.
+    fn pin(&self, pid: u32, cpus: &str) -> anyhow::Result<()> {
+        let output = Command::new("taskset")
+            .args(["--all-tasks", "--pid", "--cpu-list", cpus, &pid.to_string()])
+            .output()
+            .context("run taskset (util-linux)")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "taskset: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for CpuSplit {
+    fn drop(&mut self) {
+        let mut pids = postgres_pids().unwrap_or_default();
+        pids.push(std::process::id());
+        for pid in pids {
+            // A backend may have exited since it was listed.
+            if let Err(error) = self.pin(pid, &self.all) {
+                eprintln!("could not restore the affinity of pid {pid}: {error:#}");
+            }
+        }
+    }
+}
+
+/// The processes named `postgres` (the postmaster, its workers and backends).
+fn postgres_pids() -> anyhow::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("read /proc (Linux only)")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == "postgres" {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
 }
 
 // ---------------------------------------------------------------------------------------

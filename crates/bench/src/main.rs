@@ -96,6 +96,10 @@ pub struct Args {
     /// sustainable rate is measured at half of it in flight.
     #[arg(long, default_value_t = 64)]
     pub overload_limit: usize,
+    /// Whether `overload` gives intake and PostgreSQL every CPU but the first and the load
+    /// generator that one (needs root or the postgres user to set PostgreSQL's affinity).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub overload_split_cpus: bool,
     /// How many times the sustainable rate `overload` offers.
     #[arg(long, default_value_t = 10.0)]
     pub overload_factor: f64,

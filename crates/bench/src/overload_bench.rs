@@ -9,19 +9,25 @@
 //! that rate for the same time, whatever the answers. Figures: the admitted calls' throughput
 //! and p99 next to the sustainable run's, how fast the excess is refused (p99) next to an
 //! admitted call's p50, and the server's peak memory next to its memory after the sustainable
-//! run. The load generator runs on the same machine and takes CPU from the server; the note
-//! says how much of the offered load it managed to send.
+//! run.
+//!
+//! The load generator runs on the same machine. Left to share the CPUs, it takes from the
+//! server the CPU that ten times the load costs to send, and the figures measure the machine
+//! rather than the service; so by default ([`CpuSplit`]) intake and PostgreSQL get every CPU
+//! but the first and the generator gets that one, for the sustainable run as for the overload,
+//! as if the load came from another machine. The note says how much of the offered load the
+//! generator managed to send.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use intake::convert::lead_input_to_proto;
+use prost::Message;
 use proto::intake::v1 as pb;
-use proto::intake::v1::intake_service_client::IntakeServiceClient;
 use tokio::sync::mpsc;
-use tonic::Code;
-use tonic::transport::Channel;
+use tonic::codegen::{Bytes, http};
 
-use crate::common::{Kind, Service, pct};
+use crate::common::{CpuSplit, Kind, Service, pct};
 use crate::intake_bench::sample_lead;
 use crate::{Args, Row};
 
@@ -29,6 +35,7 @@ use crate::{Args, Row};
 const CHANNELS: usize = 8;
 /// Longest a single call may take before the client gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const SUBMIT_LEAD: &str = "/fairchance.intake.v1.IntakeService/SubmitLead";
 
 /// How one call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,27 +46,88 @@ enum Outcome {
     Failed,
 }
 
-fn outcome(result: &Result<tonic::Response<pb::SubmitLeadResponse>, tonic::Status>) -> Outcome {
-    match result {
-        Ok(_) => Outcome::Admitted,
-        Err(status) if matches!(status.code(), Code::ResourceExhausted | Code::Unavailable) => {
-            Outcome::Shed
+/// gRPC status codes the outcome depends on.
+const OK: i32 = 0;
+const RESOURCE_EXHAUSTED: i32 = 8;
+const UNAVAILABLE: i32 = 14;
+
+/// A `SubmitLead` request for lead `n` of caller `tag`, framed for the wire (the gRPC
+/// length-prefixed message).
+fn framed_request(tag: &str, n: usize) -> Bytes {
+    let request = pb::SubmitLeadRequest {
+        lead: Some(lead_input_to_proto(&sample_lead(tag, n))),
+        idempotency_key: String::new(),
+    };
+    let len = request.encoded_len();
+    let mut frame = Vec::with_capacity(5 + len);
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    request.encode_raw(&mut frame);
+    Bytes::from(frame)
+}
+
+/// The load generator's client: gRPC unary calls on bare HTTP/2. Requests are framed before the
+/// clock starts, so a call costs the generator little more than its frames and one CPU can
+/// offer ten times what intake sustains. tonic's client encodes, buffers and hops tasks for
+/// every call: on one CPU it could not send that fast, and the calls it queued would count
+/// against the service as slow refusals and timeouts.
+#[derive(Clone)]
+struct Connection {
+    send: h2::client::SendRequest<Bytes>,
+    uri: http::Uri,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) = h2::client::handshake(tcp).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self {
+            send,
+            uri: format!("http://{addr}{SUBMIT_LEAD}").parse()?,
+        })
+    }
+
+    async fn submit(&self, request: Bytes) -> (Outcome, Duration) {
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(CALL_TIMEOUT, self.call(request)).await {
+            Ok(Ok(OK)) => Outcome::Admitted,
+            Ok(Ok(RESOURCE_EXHAUSTED | UNAVAILABLE)) => Outcome::Shed,
+            Ok(Ok(_) | Err(_)) | Err(_) => Outcome::Failed,
+        };
+        (outcome, started.elapsed())
+    }
+
+    /// The call's gRPC status code.
+    async fn call(&self, body: Bytes) -> anyhow::Result<i32> {
+        let request = http::Request::post(self.uri.clone())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", format!("{}m", CALL_TIMEOUT.as_millis()))
+            .body(())?;
+        let mut send = self.send.clone().ready().await?;
+        let (response, mut stream) = send.send_request(request, false)?;
+        stream.send_data(body, true)?;
+        let response = response.await?;
+        // A refusal is trailers-only: its status comes with the headers.
+        if let Some(code) = grpc_status(response.headers()) {
+            return Ok(code);
         }
-        Err(_) => Outcome::Failed,
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        let trailers = body.trailers().await?.unwrap_or_default();
+        grpc_status(&trailers).ok_or_else(|| anyhow::anyhow!("the response has no grpc-status"))
     }
 }
 
-async fn submit(channel: Channel, tag: String, n: usize) -> (Outcome, Duration) {
-    let mut client = IntakeServiceClient::new(channel);
-    let lead = lead_input_to_proto(&sample_lead(&tag, n));
-    let mut request = tonic::Request::new(pb::SubmitLeadRequest {
-        lead: Some(lead),
-        idempotency_key: String::new(),
-    });
-    request.set_timeout(CALL_TIMEOUT);
-    let started = Instant::now();
-    let result = client.submit_lead(request).await;
-    (outcome(&result), started.elapsed())
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// Calls and their latencies (ms) by outcome, over `elapsed`.
@@ -98,7 +166,7 @@ impl Tally {
 }
 
 /// `tasks` callers, each sending its next call when the last one answered.
-async fn closed_loop(channels: &[Channel], tasks: usize, duration: Duration) -> Tally {
+async fn closed_loop(channels: &[Connection], tasks: usize, duration: Duration) -> Tally {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -108,7 +176,7 @@ async fn closed_loop(channels: &[Channel], tasks: usize, duration: Duration) -> 
                 let mut done = Vec::new();
                 let mut n = 0;
                 while Instant::now() < deadline {
-                    done.push(submit(channel.clone(), format!("s{t}"), n).await);
+                    done.push(channel.submit(framed_request(&format!("s{t}"), n)).await);
                     n += 1;
                 }
                 done
@@ -125,8 +193,12 @@ async fn closed_loop(channels: &[Channel], tasks: usize, duration: Duration) -> 
 }
 
 /// Calls started at `rate` per second for `duration`, whatever the answers; waits for every
-/// one to end. Returns the tally and how many calls were started.
-async fn open_loop(channels: &[Channel], rate: f64, duration: Duration) -> (Tally, usize) {
+/// one to end. Returns the tally and how many calls were started. Every request is framed
+/// before the first is sent.
+async fn open_loop(channels: &[Connection], rate: f64, duration: Duration) -> (Tally, usize) {
+    let total = (rate * duration.as_secs_f64()).ceil() as usize;
+    let mut requests: Vec<Bytes> = (0..total).map(|n| framed_request("o", n)).collect();
+    requests.reverse();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let started = Instant::now();
     let mut sent = 0usize;
@@ -134,13 +206,13 @@ async fn open_loop(channels: &[Channel], rate: f64, duration: Duration) -> (Tall
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while started.elapsed() < duration {
         tick.tick().await;
-        let due = (started.elapsed().as_secs_f64() * rate) as usize;
+        let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
         while sent < due {
+            let Some(request) = requests.pop() else { break };
             let channel = channels[sent % channels.len()].clone();
             let done = done_tx.clone();
-            let n = sent;
             tokio::spawn(async move {
-                let _ = done.send(submit(channel, "o".into(), n).await);
+                let _ = done.send(channel.submit(request).await);
             });
             sent += 1;
         }
@@ -164,7 +236,13 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
     let bin = Kind::Intake.locate(None, "overload")?;
     let dir = tempfile::tempdir()?;
     let limit = args.overload_limit;
-    let mut service = Service::spawn(
+    let split = if args.overload_split_cpus {
+        Some(CpuSplit::new()?)
+    } else {
+        None
+    };
+    let mut service = Service::spawn_on(
+        split.as_ref().map(CpuSplit::service_cpus),
         args,
         Kind::Intake,
         &bin,
@@ -177,10 +255,9 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
         ],
     )?;
     service.wait_ready().await?;
-    let endpoint = tonic::transport::Endpoint::from_shared(service.url())?;
     let mut channels = Vec::with_capacity(CHANNELS);
     for _ in 0..CHANNELS {
-        channels.push(endpoint.connect().await?);
+        channels.push(Connection::open(service.addr()).await?);
     }
 
     // Warm up, then the sustainable rate: half the limit in flight, nothing refused.
@@ -199,11 +276,19 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
     let memory_peak = service.memory()?.hwm_mb;
     let (warnings, _) = service.warnings();
     service.stop();
+    let arrangement = match &split {
+        Some(split) => format!(
+            "intake and PostgreSQL on CPUs {}, the generator on CPU 0",
+            split.service_cpus()
+        ),
+        None => "intake, PostgreSQL and the generator sharing every CPU".to_owned(),
+    };
+    drop(split);
 
     let sent_rate = sent as f64 / args.duration.as_secs_f64();
     let shed_share = overloaded.shed.len() as f64 / overloaded.total().max(1) as f64;
     let note = format!(
-        "limit {limit} in flight; offered {:.0}/s ({}x the sustained {:.0}/s), the generator sent {:.0}/s; \
+        "{arrangement}; limit {limit} in flight; offered {:.0}/s ({}x the sustained {:.0}/s), the generator sent {:.0}/s; \
          {} admitted, {} shed ({:.0}%), {} failed otherwise; {warnings} warning lines",
         offered,
         args.overload_factor,
