@@ -97,7 +97,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub overload_limit: usize,
     /// Whether `overload` gives intake and PostgreSQL every CPU but the first and the load
-    /// generator that one (needs root or the postgres user to set PostgreSQL's affinity).
+    /// generator that one. Setting PostgreSQL's affinity needs root or the postgres user;
+    /// without it the part says so and runs with the CPUs shared.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub overload_split_cpus: bool,
     /// How many times the sustainable rate `overload` offers.
