@@ -15,7 +15,7 @@ use proto::events::v1::Event;
 use proto::intake::v1 as ipb;
 use runtime::playbook::Playbook;
 use runtime::timers::Timers;
-use runtime::{Clock, Db, EventLog, ManualClock};
+use runtime::{Clock, Db, EventLog, ManualClock, StoredEvent};
 use testkit::TestDb;
 use uuid::Uuid;
 
@@ -183,26 +183,32 @@ async fn fire(f: &Fixture) -> usize {
         .unwrap()
 }
 
-/// The event types on the log once `n` are readable (on PostgreSQL a commit is readable once
-/// every older transaction in the cluster, other tests' included, has finished).
-async fn event_types(f: &Fixture, n: usize) -> Vec<String> {
-    let mut types = Vec::new();
+/// The events on the log once `n` are readable (on PostgreSQL a commit is readable once every
+/// older transaction in the cluster, other tests' included, has finished).
+async fn logged(f: &Fixture, n: usize) -> Vec<StoredEvent> {
+    let mut events = Vec::new();
     for _ in 0..300 {
-        types = f
+        events = f
             .svc
             .log()
             .read_after(Default::default(), 1000)
             .await
-            .unwrap()
-            .iter()
-            .map(|e| e.short_type().to_owned())
-            .collect();
-        if types.len() >= n {
+            .unwrap();
+        if events.len() >= n {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
-    types
+    events
+}
+
+/// The event types on the log once `n` are readable.
+async fn event_types(f: &Fixture, n: usize) -> Vec<String> {
+    logged(f, n)
+        .await
+        .iter()
+        .map(|e| e.short_type().to_owned())
+        .collect()
 }
 
 fn act(owner: &str, channel: Channel, reference: &str, at: Timestamp) -> FirstAction {
@@ -805,22 +811,11 @@ async fn outcome(
         .map(|s| s.open_unactivated)
         .collect();
     tx.rollback().await.unwrap();
-    let mut events = Vec::new();
-    for _ in 0..300 {
-        events = f
-            .svc
-            .log()
-            .read_after(Default::default(), 1000)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| (e.short_type().to_owned(), e.aggregate_id.clone()))
-            .collect();
-        if events.len() >= n {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
+    let events = logged(f, n)
+        .await
+        .iter()
+        .map(|e| (e.short_type().to_owned(), e.aggregate_id.clone()))
+        .collect();
     (records, loads, events)
 }
 
