@@ -3,13 +3,14 @@
 //! channel show what actually happened to leads, and every lead gets a fair-chance verdict, so
 //! a lost lead is attributed to lead quality or to the system that failed it. Read top-down:
 //! [`domain`] (the rules, pure), [`playbook`] (the fair-chance rule), [`store`]
-//! (persistence), [`queries`] (the reports in SQL), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
+//! (persistence), [`queries`] (the reports in SQL), [`rollup`] (their sums over settled leads), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
 
 pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod playbook;
 pub mod queries;
+pub mod rollup;
 pub mod scopes;
 pub mod service;
 pub mod store;

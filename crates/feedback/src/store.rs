@@ -197,8 +197,15 @@ impl Store {
         Self::save_figures(tx, fact).await
     }
 
-    /// Inserts or replaces the figures row of `fact`.
+    /// Inserts or replaces the figures row of `fact`, taking its old figures out of the
+    /// rollups first if they are in them (see [`crate::rollup`]).
     async fn save_figures(tx: &mut Tx, fact: &LeadFact) -> Result<(), DbError> {
+        let backend = if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        crate::rollup::take_back(tx, backend, &fact.lead.to_string()).await?;
         let columns = FIGURE_COLUMNS.join(", ");
         let placeholders: Vec<String> = (1..=FIGURE_COLUMNS.len())
             .map(|i| format!("${i}"))
@@ -206,6 +213,7 @@ impl Store {
         let updates: Vec<String> = FIGURE_COLUMNS[1..]
             .iter()
             .map(|c| format!("{c} = excluded.{c}"))
+            .chain(["rolled = NULL".to_owned()])
             .collect();
         let sql = format!(
             "INSERT INTO lead_figures ({columns}) VALUES ({}) \
@@ -404,7 +412,14 @@ impl Store {
     /// transaction, for the caller to re-apply the outcomes feedback owns before committing.
     pub async fn clear_projections(&self) -> Result<Tx, DbError> {
         let mut tx = self.db.begin().await?;
-        for table in ["lead_facts", "lead_figures", "rejection_facts", "timeline"] {
+        for table in [
+            "lead_facts",
+            "lead_figures",
+            "lead_rollup",
+            "lead_rollup_times",
+            "rejection_facts",
+            "timeline",
+        ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await?;
