@@ -220,7 +220,9 @@ impl Store {
         if folded != fingerprint && backend == Backend::Postgres {
             // A rebuild marks most rows at once: the planner's statistics would still say
             // every row is outside the rollups, and plan the next reports as scans.
-            sqlx::query("ANALYZE lead_figures").execute(&mut *tx).await?;
+            sqlx::query("ANALYZE lead_figures")
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query(
             "UPDATE lead_rollup_state SET fingerprint = $1, watermark = $2 WHERE singleton = 1",
