@@ -512,10 +512,12 @@ impl Store {
     /// verdict (each from `lead_sql(table, filter)` over rows, or from the rollup, in the same
     /// columns), and the percentiles of [`Store::percentiles`].
     ///
-    /// The rollups are brought up to date first ([`Store::fold`]); then the whole grains of
-    /// the period are read from them and only the leads not in them from rows, with the
-    /// period's partial grains at its edges. When the rollups cannot be used (a report as of
-    /// a moment before their latest fold) every lead is read from rows.
+    /// A step of folding comes first ([`Store::fold_step`], a chunk of settled leads at
+    /// most: the bulk is the background fold's); then the whole grains of the period are read
+    /// from the rollups and only the leads not in them from rows, with the period's partial
+    /// grains at its edges and the grains a rebuild has not reached. When the rollups cannot
+    /// be used (another rule's, or a report as of a moment before their latest fold) every
+    /// lead is read from rows.
     async fn lead_figures(
         &self,
         key: &str,
@@ -524,12 +526,15 @@ impl Store {
         to: i64,
         lead_sql: impl Fn(&str, &str) -> String,
     ) -> Result<(Vec<AnyRow>, Vec<Percentiles>), DbError> {
-        self.fold(rules).await?;
+        self.fold_step(rules, self.fold_chunk(), false).await?;
         let mut tx = self.read_tx().await?;
-        let whole = if Self::rollup_usable(&mut tx, rules).await? {
-            whole_grains(from, to)
-        } else {
-            None
+        let whole = match Self::rollup_usable(&mut tx, self.db().backend(), rules).await? {
+            // During a rebuild only the grains it has reached are read from the rollups.
+            Some(usable) => whole_grains(from, to).and_then(|(a, b)| {
+                let b = b.min(usable.saturating_mul(GRAIN_MICROS));
+                (a < b).then_some((a, b))
+            }),
+            None => None,
         };
         let period = Self::period_sql("received_at");
         // What is read from rows: (table, filter, from, to).
@@ -1379,9 +1384,12 @@ mod tests {
     /// comes from the rollups, equals the one computed from the facts in memory, as leads
     /// settle, facts change after being folded in (and leave their group or verdict), the
     /// playbook's rule changes, reports are read as of an earlier moment than the last, and
-    /// periods end inside grains.
+    /// periods end inside grains. The folds go in chunks of a few leads (a report's too), a
+    /// few steps at a time between saves and reports, so reports read rollups half folded
+    /// and half rebuilt, and saves change leads between a fold's chunks.
     async fn rollup_reports_equal_the_facts_over_random_histories(test_db: TestDb, seed: u64) {
-        let store = Store::new(test_db.connect(&MIGRATIONS).await);
+        const CHUNK: i64 = 7;
+        let store = Store::new(test_db.connect(&MIGRATIONS).await).with_fold_chunk(CHUNK);
         let mut rng = Rng(seed);
         let mut leads: Vec<LeadFact> = (0..400).map(|n| random_lead(&mut rng, n)).collect();
         let rejections = projection().rejection_facts();
@@ -1396,6 +1404,7 @@ mod tests {
         let playbooks = playbooks();
         let mut playbook = 0;
         let mut at = history_start();
+        let mut reports_mid_rebuild = 0;
         for step in 0..40 {
             // Mostly forward, by hours to weeks; now and then back before the last fold.
             if rng.chance(10) {
@@ -1406,7 +1415,12 @@ mod tests {
             if rng.chance(15) {
                 playbook = rng.below(playbooks.len() as u64) as usize;
             }
+            let p = &playbooks[playbook];
             for _ in 0..rng.below(30) {
+                // The background fold's steps, between saves.
+                if rng.chance(30) {
+                    store.fold_step(&rules(p, at), CHUNK, true).await.unwrap();
+                }
                 let i = rng.below(leads.len() as u64) as usize;
                 let when = at - jiff::SignedDuration::from_mins(rng.below(600) as i64);
                 random_update(&mut rng, &mut leads[i], when);
@@ -1417,7 +1431,17 @@ mod tests {
             for _ in 0..3 {
                 let period = random_period(&mut rng);
                 let by = rng.pick(&[GroupBy::Source, GroupBy::Campaign, GroupBy::Channel]);
-                let p = &playbooks[playbook];
+                let state = sqlx::query(
+                    "SELECT rebuilt_to, (SELECT COUNT(*) FROM lead_figures WHERE rolled IS NOT NULL) AS n \
+                     FROM lead_rollup_state",
+                )
+                .fetch_one(store.db().reader())
+                .await
+                .unwrap();
+                let rebuilding: Option<i64> = state.try_get("rebuilt_to").unwrap();
+                if rebuilding.is_some() && get(&state, "n").unwrap() > 0 {
+                    reports_mid_rebuild += 1;
+                }
                 let got = store.report(period, by, &rules(p, at)).await.unwrap();
                 let expected = report(&leads, &rejections, period, by, p, at);
                 assert_eq!(
@@ -1430,6 +1454,7 @@ mod tests {
         // the rollups held most of it (the test is of them, not of the rows alone).
         let p = &playbooks[playbook];
         let later = at + jiff::SignedDuration::from_hours(24 * 60);
+        store.fold(&rules(p, later), CHUNK).await.unwrap();
         let whole = Period::new(history_start(), later).unwrap();
         assert_eq!(
             store
@@ -1437,6 +1462,10 @@ mod tests {
                 .await
                 .unwrap(),
             report(&leads, &rejections, whole, GroupBy::Source, p, later)
+        );
+        assert!(
+            reports_mid_rebuild > 0,
+            "seed {seed}: no report read a rebuild half done"
         );
         let count = |sql: &'static str| {
             let store = store.clone();

@@ -5,8 +5,11 @@
 //! the partial grains at its edges and the leads not in the rollups.
 //!
 //! A lead is *settled* when its verdict no longer depends on the moment it is read (see
-//! [`settled_sql`]); only settled leads are folded in, by [`Store::fold`] when a report is
-//! read, because a lead settles by the passage of time, not by an event. Its row keeps the code
+//! [`settled_sql`]); only settled leads are folded in, because a lead settles by the passage
+//! of time, not by an event. The service folds them in the background ([`Store::fold_step`]),
+//! in chunks of [`FOLD_CHUNK`] leads, each its own short transaction that marks the rows it
+//! adds, so a report between chunks reads the rest from rows and stays exact; a report folds at
+//! most one chunk itself. Its row keeps the code
 //! it was folded with (verdict, and the two figures that depend on the playbook), so when its
 //! fact changes [`take_back`] subtracts exactly what was added, without knowing the rule, and
 //! the lead is a row again until the next fold. The rollups are append-only between
@@ -14,7 +17,9 @@
 //! skip rows a writer holds rather than wait for them.
 //!
 //! The rollups are a function of the rule: folded under another rule's fingerprint they are
-//! rebuilt. And they are as of the latest fold: a report as of an earlier moment reads rows.
+//! rebuilt, one grain per transaction in order, the progress in `lead_rollup_state`, so an
+//! interrupted rebuild resumes where it was and a report reads the grains it has not reached
+//! from rows. And they are as of the latest fold: a report as of an earlier moment reads rows.
 
 use runtime::db::{Backend, DbError, Tx, to_micros};
 use sqlx::Row;
@@ -137,105 +142,279 @@ pub(crate) fn whole_grains(from: i64, to: i64) -> Option<(i64, i64)> {
     (first < end).then(|| (first * GRAIN_MICROS, end * GRAIN_MICROS))
 }
 
+/// How many settled leads a fold step folds in one transaction, so that it holds the rows it
+/// marks (and SQLite's one writer) for a short while, however many leads have settled.
+pub const FOLD_CHUNK: i64 = 4_000;
+
+/// The rollups' state row: the rule they are folded under, the latest moment a fold was as
+/// of, and while a rebuild is under way the grain it has reached.
+struct State {
+    fingerprint: String,
+    watermark: i64,
+    rebuilt_to: Option<i64>,
+}
+
+async fn state(tx: &mut Tx, backend: Backend, lock: bool) -> Result<State, DbError> {
+    // The state row's lock serialises folds on PostgreSQL (SQLite has one writer).
+    let lock = if lock && backend == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = sqlx::query(&format!(
+        "SELECT fingerprint, watermark, rebuilt_to FROM lead_rollup_state WHERE singleton = 1{lock}"
+    ))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(State {
+        fingerprint: row.try_get("fingerprint")?,
+        watermark: row.try_get("watermark")?,
+        rebuilt_to: row.try_get("rebuilt_to")?,
+    })
+}
+
+async fn set_state(tx: &mut Tx, state: &State) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE lead_rollup_state SET fingerprint = $1, watermark = $2, rebuilt_to = $3 \
+         WHERE singleton = 1",
+    )
+    .bind(&state.fingerprint)
+    .bind(state.watermark)
+    .bind(state.rebuilt_to)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The first grain after `after` (from the first, when `None`) that holds leads or rollup
+/// rows: where a rebuild goes next, `None` when it is done.
+async fn next_grain(tx: &mut Tx, after: Option<i64>) -> Result<Option<i64>, DbError> {
+    let grain = after.map_or(0, |g| g.saturating_add(1));
+    let mut next: Option<i64> = None;
+    for (sql, bound) in [
+        (
+            "SELECT MIN(received_at) AS m FROM lead_figures WHERE received_at >= $1",
+            grain.saturating_mul(GRAIN_MICROS),
+        ),
+        (
+            "SELECT MIN(grain) AS m FROM lead_rollup WHERE grain >= $1",
+            grain,
+        ),
+        (
+            "SELECT MIN(grain) AS m FROM lead_rollup_times WHERE grain >= $1",
+            grain,
+        ),
+    ] {
+        let m: Option<i64> = sqlx::query(sql)
+            .bind(bound)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("m")?;
+        let m = if sql.contains("received_at") {
+            m.map(|t| t.div_euclid(GRAIN_MICROS))
+        } else {
+            m
+        };
+        next = match (next, m) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
+}
+
+/// Folds in the leads of `due` (a filter over lead rows that only settled leads not in the
+/// rollups pass), at most the first `limit` by received time (a few more when times tie).
+/// Returns how many it folded.
+async fn fold_due(
+    tx: &mut Tx,
+    backend: Backend,
+    rules: &ReportRules,
+    due: &str,
+    limit: Option<i64>,
+) -> Result<i64, DbError> {
+    let code = code_sql(rules);
+    match backend {
+        Backend::Postgres => {
+            // One statement, so what is added is what is marked; rows a writer holds are
+            // skipped (they are read as rows) rather than waited for.
+            let [figures, times] = add_sql("m", 1);
+            let limit = limit.map_or(String::new(), |n| {
+                format!(" ORDER BY received_at LIMIT {}", n.max(1))
+            });
+            let sql = format!(
+                "WITH due AS (SELECT lead_id FROM lead_figures WHERE {due}{limit} \
+                 FOR UPDATE SKIP LOCKED), \
+                 m AS (UPDATE lead_figures g SET rolled = {code} FROM due \
+                 WHERE g.lead_id = due.lead_id RETURNING g.*, g.rolled AS c), \
+                 t AS ({times}), f AS ({figures}) SELECT COUNT(*) AS n FROM m"
+            );
+            Ok(sqlx::query(&sql).fetch_one(&mut **tx).await?.try_get("n")?)
+        }
+        Backend::Sqlite => {
+            // The chunk is bounded by the received time of its last lead rather than by a
+            // list, so the three statements read the same leads through the index of the
+            // leads not in the rollups (the listing's index would walk the folded ones too).
+            let table = "lead_figures INDEXED BY lead_figures_unrolled";
+            let mut due = due.to_owned();
+            if let Some(n) = limit {
+                let last: Option<i64> = sqlx::query(&format!(
+                    "SELECT received_at FROM {table} WHERE {due} ORDER BY received_at \
+                     LIMIT 1 OFFSET {}",
+                    n.max(1) - 1
+                ))
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get("received_at"))
+                .transpose()?;
+                if let Some(last) = last {
+                    due = format!("{due} AND received_at <= {last}");
+                }
+            }
+            // The one writer holds the database from the first statement, so the three
+            // see the same due rows.
+            let from = format!("(SELECT lead_figures.*, {code} AS c FROM {table} WHERE {due}) x");
+            for sql in add_sql(&from, 1) {
+                sqlx::query(&sql).execute(&mut **tx).await?;
+            }
+            let marked = sqlx::query(&format!("UPDATE {table} SET rolled = {code} WHERE {due}"))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            i64::try_from(marked).map_err(DbError::corrupt)
+        }
+    }
+}
+
+/// Rebuilds grain `grain` under `rules`: takes every lead of it out of the rollups and folds
+/// in those settled.
+async fn rebuild_grain(
+    tx: &mut Tx,
+    backend: Backend,
+    rules: &ReportRules,
+    grain: i64,
+) -> Result<(), DbError> {
+    let lo = grain.saturating_mul(GRAIN_MICROS);
+    let hi = lo.saturating_add(GRAIN_MICROS);
+    let in_grain = format!("received_at >= {lo} AND received_at < {hi}");
+    if backend == Backend::Postgres {
+        // Once the grain's folded rows are locked (in one order, as writers' saves of several
+        // leads would take them), no writer can take one back until this commits, and the
+        // take-backs committed before are seen by the deletes below (each statement reads
+        // what was committed before it).
+        sqlx::query(&format!(
+            "SELECT lead_id FROM lead_figures WHERE {in_grain} AND rolled IS NOT NULL \
+             ORDER BY lead_id FOR UPDATE"
+        ))
+        .fetch_all(&mut **tx)
+        .await?;
+    }
+    for sql in [
+        format!("UPDATE lead_figures SET rolled = NULL WHERE {in_grain} AND rolled IS NOT NULL"),
+        format!("DELETE FROM lead_rollup WHERE grain = {grain}"),
+        format!("DELETE FROM lead_rollup_times WHERE grain = {grain}"),
+    ] {
+        sqlx::query(&sql).execute(&mut **tx).await?;
+    }
+    let due = format!("{} AND {in_grain}", due_sql(rules));
+    fold_due(tx, backend, rules, &due, None).await?;
+    Ok(())
+}
+
+/// The leads a fold as of `rules.now` folds in: accepted, settled, not in the rollups.
+fn due_sql(rules: &ReportRules) -> String {
+    format!(
+        "rolled IS NULL AND accepted = 1 AND received_at >= 0 AND {}",
+        settled_sql(&rules.fair_chance, rules.now)
+    )
+}
+
 impl Store {
-    /// Whether the rollups, as the open transaction `tx` sees them, are those of `rules`.
-    pub(crate) async fn rollup_usable(tx: &mut Tx, rules: &ReportRules) -> Result<bool, DbError> {
-        let row =
-            sqlx::query("SELECT fingerprint, watermark FROM lead_rollup_state WHERE singleton = 1")
-                .fetch_one(&mut **tx)
-                .await?;
-        let folded: String = row.try_get("fingerprint")?;
-        let watermark: i64 = row.try_get("watermark")?;
-        Ok(folded == fingerprint(rules)? && watermark <= to_micros(rules.now))
+    /// The grains whose rollups a report with `rules` can read, as the open transaction `tx`
+    /// sees them: those before the returned one (all, as `i64::MAX`, unless a rebuild is
+    /// under way), or none.
+    pub(crate) async fn rollup_usable(
+        tx: &mut Tx,
+        backend: Backend,
+        rules: &ReportRules,
+    ) -> Result<Option<i64>, DbError> {
+        let state = state(tx, backend, false).await?;
+        Ok(
+            (state.fingerprint == fingerprint(rules)? && state.watermark <= to_micros(rules.now))
+                .then(|| state.rebuilt_to.unwrap_or(i64::MAX)),
+        )
     }
 
-    /// Brings the rollups to `rules`: rebuilt when they were folded under another rule, then
-    /// every lead settled as of `rules.now` and not in them folded in. As of a moment before
-    /// the latest fold it changes nothing (and the rollups are not used).
-    pub async fn fold(&self, rules: &ReportRules) -> Result<(), DbError> {
+    /// One step towards rollups of `rules`, each its own short transaction. Under another
+    /// rule it starts a rebuild; during one it rebuilds the next grain (when `rebuild`; a
+    /// report leaves that to [`Store::fold`]'s caller and reads those grains from rows);
+    /// otherwise it folds in at most `chunk` of the leads settled as of `rules.now`, the
+    /// earliest received first, and compacts after the last. A report between steps reads
+    /// exact figures: a lead is in the rollups with the mark of its row, committed together.
+    /// As of a moment before the latest fold it changes nothing (and the rollups are not
+    /// used). Returns whether there is more to do.
+    pub async fn fold_step(
+        &self,
+        rules: &ReportRules,
+        chunk: i64,
+        rebuild: bool,
+    ) -> Result<bool, DbError> {
         let backend = self.db().backend();
         let fingerprint = fingerprint(rules)?;
         let now = to_micros(rules.now);
         let mut tx = self.db().begin().await?;
-        // The state row's lock serialises folds on PostgreSQL (SQLite has one writer).
-        let lock = if backend == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let row = sqlx::query(&format!(
-            "SELECT fingerprint, watermark FROM lead_rollup_state WHERE singleton = 1{lock}"
-        ))
-        .fetch_one(&mut *tx)
-        .await?;
-        let folded: String = row.try_get("fingerprint")?;
-        let watermark: i64 = row.try_get("watermark")?;
-        if folded != fingerprint {
-            for sql in [
-                "DELETE FROM lead_rollup",
-                "DELETE FROM lead_rollup_times",
-                "UPDATE lead_figures SET rolled = NULL WHERE rolled IS NOT NULL",
-            ] {
-                sqlx::query(sql).execute(&mut *tx).await?;
+        let mut state = state(&mut tx, backend, true).await?;
+        if state.fingerprint != fingerprint {
+            // Nothing is folded under the new rule yet: every grain is read from rows until
+            // the rebuild reaches it.
+            state = State {
+                fingerprint,
+                watermark: now,
+                rebuilt_to: next_grain(&mut tx, None).await?,
+            };
+            set_state(&mut tx, &state).await?;
+            tx.commit().await?;
+            return Ok(rebuild);
+        }
+        if let Some(grain) = state.rebuilt_to {
+            if !rebuild {
+                tx.rollback().await?;
+                return Ok(false);
             }
-        } else if now < watermark {
+            rebuild_grain(&mut tx, backend, rules, grain).await?;
+            state.rebuilt_to = next_grain(&mut tx, Some(grain)).await?;
+            state.watermark = state.watermark.max(now);
+            set_state(&mut tx, &state).await?;
+            tx.commit().await?;
+            if state.rebuilt_to.is_none() && backend == Backend::Postgres {
+                // A rebuild marks most rows: the planner's statistics would still say every
+                // row is outside the rollups, and plan the next reports as scans.
+                sqlx::query("ANALYZE lead_figures")
+                    .execute(self.db().pool())
+                    .await?;
+            }
+            // Leads of the rebuilt grains may have settled meanwhile.
+            return Ok(true);
+        }
+        if now < state.watermark {
             tx.rollback().await?;
-            return Ok(());
+            return Ok(false);
         }
-        let due = format!(
-            "rolled IS NULL AND accepted = 1 AND received_at >= 0 AND {}",
-            settled_sql(&rules.fair_chance, rules.now)
-        );
-        let code = code_sql(rules);
-        match backend {
-            Backend::Postgres => {
-                // One statement, so what is added is what is marked; rows a writer holds are
-                // skipped (they are read as rows) rather than waited for.
-                let [figures, times] = add_sql("m", 1);
-                let sql = format!(
-                    "WITH due AS (SELECT lead_id FROM lead_figures WHERE {due} \
-                     FOR UPDATE SKIP LOCKED), \
-                     m AS (UPDATE lead_figures g SET rolled = {code} FROM due \
-                     WHERE g.lead_id = due.lead_id RETURNING g.*, g.rolled AS c), \
-                     t AS ({times}) {figures}"
-                );
-                sqlx::query(&sql).execute(&mut *tx).await?;
-            }
-            Backend::Sqlite => {
-                // The one writer holds the database from the first statement, so the three
-                // see the same due rows.
-                let from =
-                    format!("(SELECT lead_figures.*, {code} AS c FROM lead_figures WHERE {due}) x");
-                for sql in add_sql(&from, 1) {
-                    sqlx::query(&sql).execute(&mut *tx).await?;
-                }
-                sqlx::query(&format!(
-                    "UPDATE lead_figures SET rolled = {code} WHERE {due}"
-                ))
-                .execute(&mut *tx)
-                .await?;
-            }
+        let folded = fold_due(&mut tx, backend, rules, &due_sql(rules), Some(chunk)).await?;
+        let more = folded >= chunk;
+        if !more {
+            compact(&mut tx, backend).await?;
         }
-        compact(&mut tx, backend).await?;
-        if folded != fingerprint && backend == Backend::Postgres {
-            // A rebuild marks most rows at once: the planner's statistics would still say
-            // every row is outside the rollups, and plan the next reports as scans.
-            sqlx::query("ANALYZE lead_figures")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "UPDATE lead_rollup_state SET fingerprint = $1, watermark = $2 WHERE singleton = 1",
-        )
-        .bind(&fingerprint)
-        .bind(if folded == fingerprint {
-            now.max(watermark)
-        } else {
-            now
-        })
-        .execute(&mut *tx)
-        .await?;
+        state.watermark = now;
+        set_state(&mut tx, &state).await?;
         tx.commit().await?;
+        Ok(more)
+    }
+
+    /// Brings the rollups to `rules` in steps of [`Store::fold_step`] of `chunk` leads: the
+    /// background fold's work, and a test's.
+    pub async fn fold(&self, rules: &ReportRules, chunk: i64) -> Result<(), DbError> {
+        while self.fold_step(rules, chunk, true).await? {}
         Ok(())
     }
 }

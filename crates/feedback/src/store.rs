@@ -35,6 +35,8 @@ pub const CONSUMER_PREFIX: &str = "feedback.";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// How many settled leads a report folds in before reading (see [`Store::fold_step`]).
+    fold_chunk: i64,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
@@ -137,7 +139,23 @@ fn bind_figures<'q>(query: AnyQuery<'q>, fact: &LeadFact) -> Result<AnyQuery<'q>
 
 impl Store {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            fold_chunk: crate::rollup::FOLD_CHUNK,
+        }
+    }
+
+    /// The same store folding `chunk` leads per step, so a test sees folds half done.
+    pub fn with_fold_chunk(self, chunk: i64) -> Self {
+        Self {
+            fold_chunk: chunk,
+            ..self
+        }
+    }
+
+    /// How many settled leads a step of folding folds in.
+    pub fn fold_chunk(&self) -> i64 {
+        self.fold_chunk
     }
 
     pub fn db(&self) -> &Db {
