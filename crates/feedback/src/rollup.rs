@@ -240,7 +240,7 @@ async fn fold_due(
             // skipped (they are read as rows) rather than waited for.
             let [figures, times] = add_sql("m", 1);
             let limit = limit.map_or(String::new(), |n| {
-                format!(" ORDER BY received_at LIMIT {}", n.max(1))
+                format!(" ORDER BY received_at LIMIT {n}")
             });
             let sql = format!(
                 "WITH due AS (SELECT lead_id FROM lead_figures WHERE {due}{limit} \
@@ -261,7 +261,7 @@ async fn fold_due(
                 let last: Option<i64> = sqlx::query(&format!(
                     "SELECT received_at FROM {table} WHERE {due} ORDER BY received_at \
                      LIMIT 1 OFFSET {}",
-                    n.max(1) - 1
+                    n - 1
                 ))
                 .fetch_optional(&mut **tx)
                 .await?
@@ -362,6 +362,8 @@ impl Store {
         let backend = self.db().backend();
         let fingerprint = fingerprint(rules)?;
         let now = to_micros(rules.now);
+        // A chunk of none would never finish.
+        let chunk = chunk.max(1);
         let mut tx = self.db().begin().await?;
         let mut state = state(&mut tx, backend, true).await?;
         if state.fingerprint != fingerprint {
