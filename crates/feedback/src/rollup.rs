@@ -287,27 +287,39 @@ async fn fold_due(
 }
 
 /// Rebuilds grain `grain` under `rules`: takes every lead of it out of the rollups and folds
-/// in those settled.
+/// in those settled. Returns false, having changed nothing, when a writer held one of the
+/// grain's folded rows on PostgreSQL: the caller tries again in a moment.
 async fn rebuild_grain(
     tx: &mut Tx,
     backend: Backend,
     rules: &ReportRules,
     grain: i64,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let lo = grain.saturating_mul(GRAIN_MICROS);
     let hi = lo.saturating_add(GRAIN_MICROS);
     let in_grain = format!("received_at >= {lo} AND received_at < {hi}");
     if backend == Backend::Postgres {
-        // Once the grain's folded rows are locked (in one order, as writers' saves of several
-        // leads would take them), no writer can take one back until this commits, and the
-        // take-backs committed before are seen by the deletes below (each statement reads
-        // what was committed before it).
-        sqlx::query(&format!(
-            "SELECT lead_id FROM lead_figures WHERE {in_grain} AND rolled IS NOT NULL \
-             ORDER BY lead_id FOR UPDATE"
+        // Once the grain's folded rows are locked no writer can take one back until this
+        // commits, and the take-backs committed before are seen by the deletes below (each
+        // statement reads what was committed before it). Rows a writer holds are skipped, not
+        // waited for, so a writer saving several leads cannot deadlock with the rebuild: when
+        // any were skipped the grain is left for the next step.
+        let locked: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM (SELECT lead_id FROM lead_figures \
+             WHERE {in_grain} AND rolled IS NOT NULL FOR UPDATE SKIP LOCKED) x"
         ))
-        .fetch_all(&mut **tx)
-        .await?;
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+        let folded: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM lead_figures WHERE {in_grain} AND rolled IS NOT NULL"
+        ))
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+        if locked != folded {
+            return Ok(false);
+        }
     }
     for sql in [
         format!("UPDATE lead_figures SET rolled = NULL WHERE {in_grain} AND rolled IS NOT NULL"),
@@ -318,7 +330,7 @@ async fn rebuild_grain(
     }
     let due = format!("{} AND {in_grain}", due_sql(rules));
     fold_due(tx, backend, rules, &due, None).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The leads a fold as of `rules.now` folds in: accepted, settled, not in the rollups.
@@ -383,7 +395,10 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            rebuild_grain(&mut tx, backend, rules, grain).await?;
+            if !rebuild_grain(&mut tx, backend, rules, grain).await? {
+                tx.rollback().await?;
+                return Ok(true);
+            }
             state.rebuilt_to = next_grain(&mut tx, Some(grain)).await?;
             state.watermark = state.watermark.max(now);
             set_state(&mut tx, &state).await?;
