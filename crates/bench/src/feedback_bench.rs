@@ -411,6 +411,48 @@ async fn measure(db: Db, label: &str, leads: u64) -> anyhow::Result<Vec<Row>> {
             note,
         });
     };
+    // The first report finds no rollups of the playbook's rule: it starts their rebuild and
+    // reads every lead from rows. The background fold then rebuilds them one grain per
+    // transaction and folds the rest in chunks; its longest transaction is how long it holds
+    // the figure rows (and SQLite's one writer) at a time.
+    let started = Instant::now();
+    svc.report(year.0, Some(year.1), GroupBy::Source).await?;
+    let first_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let started = Instant::now();
+    let (mut steps, mut longest_ms) = (0u32, 0f64);
+    loop {
+        let step = Instant::now();
+        let more = svc.fold_rollups().await?;
+        longest_ms = longest_ms.max(step.elapsed().as_secs_f64() * 1000.0);
+        steps += 1;
+        if !more {
+            break;
+        }
+    }
+    let fold_s = started.elapsed().as_secs_f64();
+    // The fold rewrote every figure row: what autovacuum would have done before long, as
+    // after loading.
+    if db.backend() == Backend::Postgres {
+        for table in ["lead_figures", "lead_rollup", "lead_rollup_times"] {
+            sqlx::query(&format!("VACUUM ANALYZE {table}"))
+                .execute(db.reader())
+                .await?;
+        }
+    }
+    row(
+        "first source report of the year, before any fold".into(),
+        first_ms,
+        "count(*) GROUP BY source, the year",
+        base_year,
+        "once per store (and per change of the playbook's rule): every lead from rows".into(),
+    );
+    row(
+        "background fold, longest transaction".into(),
+        longest_ms,
+        "count(*) GROUP BY source, the year",
+        base_year,
+        format!("{steps} steps in {fold_s:.1} s, off the report path"),
+    );
     let source_month = median_ms(|| async {
         svc.report(month.0, Some(month.1), GroupBy::Source).await?;
         Ok(())

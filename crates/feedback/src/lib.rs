@@ -3,13 +3,14 @@
 //! channel show what actually happened to leads, and every lead gets a fair-chance verdict, so
 //! a lost lead is attributed to lead quality or to the system that failed it. Read top-down:
 //! [`domain`] (the rules, pure), [`playbook`] (the fair-chance rule), [`store`]
-//! (persistence), [`queries`] (the reports in SQL), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
+//! (persistence), [`queries`] (the reports in SQL), [`rollup`] (their sums over settled leads), [`service`] (use cases), [`convert`] and [`grpc`] (the wire).
 
 pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod playbook;
 pub mod queries;
+pub mod rollup;
 pub mod scopes;
 pub mod service;
 pub mod store;
@@ -43,6 +44,10 @@ const SOURCES: [(&str, &str, &str); 4] = [
         "feedback.proof",
     ),
 ];
+
+/// How often the background fold looks for leads settled since its last pass. A report reads
+/// the ones it has not folded yet from their rows, so this bounds its work, not its figures.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The feedback service, as deployed.
 #[derive(Debug)]
@@ -100,6 +105,29 @@ impl ServiceSpec for FeedbackService {
                 ctx.shutdown.clone(),
             ));
         }
+        tokio::spawn({
+            let (feedback, stop) = (feedback.clone(), ctx.shutdown.clone());
+            async move {
+                loop {
+                    // Step by step, each a short transaction, until nothing is left; then
+                    // wait for more leads to settle.
+                    while !stop.is_cancelled() {
+                        match feedback.fold_rollups().await {
+                            Ok(true) => {}
+                            Ok(false) => break,
+                            Err(error) => {
+                                tracing::warn!(%error, "folding report rollups failed; retried later");
+                                break;
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(FOLD_EVERY) => {}
+                    }
+                }
+            }
+        });
         let api = grpc::FeedbackApi::new(feedback);
         routes.add_service(api.into_server(ctx.config.server.max_message_bytes));
         Ok(vec![HealthTarget {

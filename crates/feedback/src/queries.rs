@@ -1,7 +1,8 @@
 //! The reports as SQL: the source report, the funnel and the verdict listing aggregated by
 //! the database over the figure columns [`Store::save_fact`] writes beside each fact (see
-//! [`LeadFigures`]), so a report costs one pass over the period's rows and never loads a fact
-//! (the verdict listing loads only the facts of the page it returns).
+//! [`LeadFigures`]), so a report never loads a fact (the verdict listing loads only the facts
+//! of the page it returns). Over long periods the source report reads most leads' sums from
+//! the rollups of [`crate::rollup`] and only the rest from rows, to the same figures.
 //!
 //! The fair-chance verdict is evaluated in SQL from its inputs rather than stored: it depends
 //! on the playbook's rule, which can change while the service runs, and on the time it is read
@@ -11,8 +12,8 @@
 //! hand-computed tables.
 //!
 //! Percentiles are nearest-rank ([`crate::domain::nearest_rank`]) on both backends, found by
-//! the same two passes on each (see [`Store::percentiles`]): counts by bucket locate the rank,
-//! then only the distinct times of the buckets that hold it are read.
+//! the same two steps on each (see [`Store::percentiles`]): counts by bucket (from rows and
+//! rollups) locate the rank, then only the distinct times of the buckets that hold it are read.
 //!
 //! The verdict listing pages by keyset: a page starts after the (received, id) of the last
 //! lead of the one before, so a page deep in a year costs what the first one does and leads
@@ -21,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use runtime::db::{Backend, DbError, to_micros};
+use runtime::db::{Backend, DbError, Tx, to_micros};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -29,6 +30,7 @@ use crate::domain::{
     Checkpoint, FairChanceRule, Filter, Funnel, FunnelStage, GroupBy, GroupReport, LeadFact,
     OutcomeReason, Period, Report, funnel_of_counts, nearest_rank_of, verdict::enrolment_grace,
 };
+use crate::rollup::{GRAIN_MICROS, whole_grains};
 use crate::store::Store;
 
 /// What a report applies to the stored figures when it is read.
@@ -78,8 +80,7 @@ fn flag(b: bool) -> u8 {
 /// styles.
 pub fn verdict_sql(rule: &FairChanceRule, now: Timestamp) -> String {
     let min_span = i64::try_from(rule.min_span.as_micros()).unwrap_or(i64::MAX);
-    let grace = i64::try_from(enrolment_grace(rule).as_micros()).unwrap_or(i64::MAX);
-    let open_after = to_micros(now).saturating_sub(grace);
+    let open_after = open_after(rule, now);
     // Persistence matters unless the buyer answered and the rule lets an answer count.
     let persistence_matters = if rule.engaged_earlier_counts {
         "answered = 0"
@@ -107,9 +108,26 @@ pub fn verdict_sql(rule: &FairChanceRule, now: Timestamp) -> String {
     )
 }
 
+/// The moment after which a lead's enrolment grace (see [`verdict_sql`]'s `still_open`) is
+/// still running at `now`.
+fn open_after(rule: &FairChanceRule, now: Timestamp) -> i64 {
+    let grace = i64::try_from(enrolment_grace(rule).as_micros()).unwrap_or(i64::MAX);
+    to_micros(now).saturating_sub(grace)
+}
+
+/// Whether a `lead_figures` row's [`verdict_sql`] is the same at `now` and at every later
+/// moment: `now` enters the verdict only through the enrolment grace of a lead neither closed
+/// nor enrolled, which runs out and never starts again unless the fact changes.
+pub(crate) fn settled_sql(rule: &FairChanceRule, now: Timestamp) -> String {
+    format!(
+        "(follow_up_closed = 1 OR enrolled = 1 OR grace_from IS NULL OR grace_from <= {})",
+        open_after(rule, now)
+    )
+}
+
 /// `reason IN (...)` over the targeting reasons, or false when there are none. The reasons
 /// are the playbook's typed values, written as their fixed names.
-fn targeting_sql(targeting: &[OutcomeReason]) -> String {
+pub(crate) fn targeting_sql(targeting: &[OutcomeReason]) -> String {
     if targeting.is_empty() {
         return "1 = 0".into();
     }
@@ -173,7 +191,7 @@ fn most_first<K: Ord>(counts: BTreeMap<K, u64>, name: impl Fn(&K) -> String) -> 
 /// about 67 s: coarse enough that a year of leads has a few thousand buckets per group, fine
 /// enough that the buckets holding a median or a p90 hold few distinct times. Any width gives
 /// the same exact result; this one only sets the cost of each pass.
-const BUCKET_MICROS: i64 = 1 << 26;
+pub(crate) const BUCKET_MICROS: i64 = 1 << 26;
 
 /// Where a rank falls: the bucket that holds it, and its 1-based rank within that bucket.
 type RankAt = (i64, u64);
@@ -210,6 +228,27 @@ fn value_of_rank(counted: &[(i64, u64)], rank: u64) -> Option<i64> {
     None
 }
 
+/// The least and greatest time (inclusive) of bucket `b`, as SQL's and Rust's division,
+/// which truncate toward zero, count it: bucket 0 holds the times either side of zero.
+fn bucket_bounds(b: i64) -> (i64, i64) {
+    let w = BUCKET_MICROS;
+    let start = b.saturating_mul(w);
+    match b.signum() {
+        1 => (start, start.saturating_add(w - 1)),
+        -1 => (start.saturating_sub(w - 1), start),
+        _ => (-(w - 1), w - 1),
+    }
+}
+
+/// Runs `sql` over `[from, to)` (bound as `$1`, `$2`) in `tx`.
+async fn fetch(tx: &mut Tx, sql: &str, from: i64, to: i64) -> Result<Vec<AnyRow>, DbError> {
+    Ok(sqlx::query(sql)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
 /// A group's key (`None`: all leads), median and p90.
 type Percentiles = (Option<String>, Option<i64>, Option<i64>);
 
@@ -239,28 +278,30 @@ impl Store {
         let verdict = verdict_sql(&rules.fair_chance, rules.now);
         let targeting = targeting_sql(&rules.targeting);
         let persisted = rules.persistence_touches;
-        let table = self.scan_table();
         // Grouped by verdict as well as by key, so the verdict (the costliest expression) is
-        // evaluated once per row; the figures that depend on it are split out in Rust.
-        let sql = format!(
-            "SELECT {key} AS k, CAST({verdict} AS BIGINT) AS v, COUNT(*) AS accepted, \
-             COUNT(review_of) AS reviewed, \
-             COALESCE(SUM(may_contact), 0) AS contactable, \
-             COALESCE(SUM(may_contact * in_sla), 0) AS in_sla, \
-             COALESCE(SUM(may_contact * (1 - activated)), 0) AS ignored, \
-             COALESCE(SUM(touches_before_response), 0) AS tbr_total, \
-             COUNT(touches_before_response) AS tbr_count, \
-             COALESCE(SUM(CASE WHEN persisted_touches >= {persisted} THEN 1 ELSE 0 END), 0) AS persisted, \
-             COALESCE(SUM(CASE WHEN persisted_touches >= {persisted} THEN reached_meeting ELSE 0 END), 0) AS persisted_met, \
-             COALESCE(SUM(reached_meeting), 0) AS met, \
-             COALESCE(SUM(handed_off), 0) AS handed_off, \
-             COALESCE(SUM(with_debt), 0) AS with_debt, \
-             COALESCE(SUM(missing_stages), 0) AS missing_stages, \
-             COALESCE(SUM(lost), 0) AS lost, \
-             COALESCE(SUM(CASE WHEN lost = 1 AND {targeting} THEN 1 ELSE 0 END), 0) AS lost_targeted \
-             FROM {table} WHERE accepted = 1 AND {leads} \
-             GROUP BY {key}, {verdict}"
-        );
+        // evaluated once per row; the figures that depend on it are split out in Rust. Read
+        // over the rows of `$1..$2` that `filter` selects from `table`.
+        let lead_sql = |table: &str, filter: &str| {
+            format!(
+                "SELECT {key} AS k, CAST({verdict} AS BIGINT) AS v, COUNT(*) AS accepted, \
+                 COUNT(review_of) AS reviewed, \
+                 COALESCE(SUM(may_contact), 0) AS contactable, \
+                 COALESCE(SUM(may_contact * in_sla), 0) AS in_sla, \
+                 COALESCE(SUM(may_contact * (1 - activated)), 0) AS ignored, \
+                 COALESCE(SUM(touches_before_response), 0) AS tbr_total, \
+                 COUNT(touches_before_response) AS tbr_count, \
+                 COALESCE(SUM(CASE WHEN persisted_touches >= {persisted} THEN 1 ELSE 0 END), 0) AS persisted, \
+                 COALESCE(SUM(CASE WHEN persisted_touches >= {persisted} THEN reached_meeting ELSE 0 END), 0) AS persisted_met, \
+                 COALESCE(SUM(reached_meeting), 0) AS met, \
+                 COALESCE(SUM(handed_off), 0) AS handed_off, \
+                 COALESCE(SUM(with_debt), 0) AS with_debt, \
+                 COALESCE(SUM(missing_stages), 0) AS missing_stages, \
+                 COALESCE(SUM(lost), 0) AS lost, \
+                 COALESCE(SUM(CASE WHEN lost = 1 AND {targeting} THEN 1 ELSE 0 END), 0) AS lost_targeted \
+                 FROM {table} WHERE accepted = 1 AND {filter} \
+                 GROUP BY {key}, {verdict}"
+            )
+        };
         let rejections = Self::period_sql("r.received_at");
         let rejections_sql = format!(
             "SELECT r.{key} AS k, COUNT(*) AS rejected, COALESCE(SUM(CASE WHEN NOT EXISTS \
@@ -292,13 +333,12 @@ impl Store {
                 ),
             ),
         };
-        // The five queries are independent: run them side by side.
-        let (lead_rows, rejection_rows, objection_rows, reason_rows, percentiles) = futures::try_join!(
-            self.fetch_period(&sql, from, to),
+        // The four reads are independent: run them side by side.
+        let ((lead_rows, percentiles), rejection_rows, objection_rows, reason_rows) = futures::try_join!(
+            self.lead_figures(key, rules, from, to, lead_sql),
             self.fetch_period(&rejections_sql, from, to),
             self.fetch_period(&objections, from, to),
             self.fetch_period(&reasons, from, to),
-            self.percentiles(key, &leads, from, to),
         )?;
         let mut groups: BTreeMap<String, GroupReport> = BTreeMap::new();
         for row in &lead_rows {
@@ -439,63 +479,144 @@ impl Store {
         }
     }
 
-    /// Runs a report query over `[from, to)` (bound as `$1`, `$2`). On PostgreSQL it runs in
-    /// its own read transaction with room to hash a year of leads in memory rather than
-    /// spilling to disk (the server's default `work_mem` is sized for many small queries), and
-    /// without JIT: compiling the report's expressions took about 0.5 s of a 0.9 s query over
-    /// 1,000,000 rows, more than the compiled code saved.
-    async fn fetch_period(&self, sql: &str, from: i64, to: i64) -> Result<Vec<AnyRow>, DbError> {
+    /// A read transaction for a report. On PostgreSQL it is one snapshot (as a SQLite read
+    /// transaction is), so the rollups, the leads not in them and the rollups' state agree;
+    /// and it has room to hash a year of leads in memory rather than spilling to disk (the
+    /// server's default `work_mem` is sized for many small queries), without JIT: compiling
+    /// the report's expressions took about 0.5 s of a 0.9 s query over 1,000,000 rows, more
+    /// than the compiled code saved.
+    async fn read_tx(&self) -> Result<Tx, DbError> {
         let mut tx = self.db().reader().begin().await?;
         if self.db().backend() == Backend::Postgres {
-            sqlx::query("SET LOCAL work_mem = '128MB'")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+            for sql in [
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                "SET LOCAL work_mem = '128MB'",
+                "SET LOCAL jit = off",
+            ] {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
         }
-        let rows = sqlx::query(sql)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&mut *tx)
-            .await?;
+        Ok(tx)
+    }
+
+    /// Runs a report query over `[from, to)` (bound as `$1`, `$2`) in its own read
+    /// transaction.
+    async fn fetch_period(&self, sql: &str, from: i64, to: i64) -> Result<Vec<AnyRow>, DbError> {
+        let mut tx = self.read_tx().await?;
+        let rows = fetch(&mut tx, sql, from, to).await?;
         tx.commit().await?;
         Ok(rows)
     }
 
-    /// The nearest-rank median and p90 of the time to activation per group (`Some` key) and
-    /// over all leads of the period (`None`), in microseconds.
+    /// The report's figures of the leads received in `[from, to)`, as rows of sums by key and
+    /// verdict (each from `lead_sql(table, filter)` over rows, or from the rollup, in the same
+    /// columns), and the percentiles of [`Store::percentiles`].
     ///
-    /// Exact without sorting the period: a first pass counts the times by bucket of
-    /// [`BUCKET_MICROS`] per group (a hash aggregate on PostgreSQL, small on both), which says
-    /// in which bucket each wanted rank falls and at which rank within it; a second pass reads
-    /// the distinct times of only those buckets. Sorting every time once per group and once
-    /// for the total cost more than the rest of the report together.
-    async fn percentiles(
+    /// A step of folding comes first ([`Store::fold_step`], a chunk of settled leads at
+    /// most: the bulk is the background fold's); then the whole grains of the period are read
+    /// from the rollups and only the leads not in them from rows, with the period's partial
+    /// grains at its edges and the grains a rebuild has not reached. When the rollups cannot
+    /// be used (another rule's, or a report as of a moment before their latest fold) every
+    /// lead is read from rows.
+    async fn lead_figures(
         &self,
         key: &str,
-        leads: &str,
+        rules: &ReportRules,
+        from: i64,
+        to: i64,
+        lead_sql: impl Fn(&str, &str) -> String,
+    ) -> Result<(Vec<AnyRow>, Vec<Percentiles>), DbError> {
+        self.fold_step(rules, self.fold_chunk(), false).await?;
+        let mut tx = self.read_tx().await?;
+        let whole = match Self::rollup_usable(&mut tx, self.db().backend(), rules).await? {
+            // During a rebuild only the grains it has reached are read from the rollups.
+            Some(usable) => whole_grains(from, to).and_then(|(a, b)| {
+                let b = b.min(usable.saturating_mul(GRAIN_MICROS));
+                (a < b).then_some((a, b))
+            }),
+            None => None,
+        };
+        let period = Self::period_sql("received_at");
+        // What is read from rows: (table, filter, from, to).
+        let mut ranges: Vec<(&str, String, i64, i64)> = Vec::new();
+        match whole {
+            None => ranges.push((self.scan_table(), period.clone(), from, to)),
+            Some((a, b)) => {
+                ranges.push(("lead_figures", format!("rolled IS NULL AND {period}"), a, b));
+                for (x, y) in [(from, a), (b, to)] {
+                    if x < y {
+                        ranges.push(("lead_figures", period.clone(), x, y));
+                    }
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        let mut histogram_rows = Vec::new();
+        let bucket = format!("activation_micros / {BUCKET_MICROS}");
+        for (table, filter, x, y) in &ranges {
+            rows.extend(fetch(&mut tx, &lead_sql(table, filter), *x, *y).await?);
+            let sql = format!(
+                "SELECT {key} AS k, CAST({bucket} AS BIGINT) AS b, COUNT(*) AS n FROM {table} \
+                 WHERE accepted = 1 AND activation_micros IS NOT NULL AND {filter} \
+                 GROUP BY {key}, {bucket}"
+            );
+            histogram_rows.extend(fetch(&mut tx, &sql, *x, *y).await?);
+        }
+        if let Some((a, b)) = whole {
+            let figures: Vec<String> = crate::rollup::FIGURES
+                .iter()
+                .map(|(c, _)| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+                .collect();
+            let sql = format!(
+                "SELECT {key} AS k, CAST(verdict AS BIGINT) AS v, {} FROM lead_rollup \
+                 WHERE grain >= $1 AND grain < $2 GROUP BY {key}, verdict \
+                 HAVING SUM(accepted) <> 0",
+                figures.join(", ")
+            );
+            let grains = (a / GRAIN_MICROS, b / GRAIN_MICROS);
+            rows.extend(fetch(&mut tx, &sql, grains.0, grains.1).await?);
+            let sql = format!(
+                "SELECT {key} AS k, bucket AS b, CAST(SUM(n) AS BIGINT) AS n \
+                 FROM lead_rollup_times WHERE grain >= $1 AND grain < $2 \
+                 GROUP BY {key}, bucket HAVING SUM(n) <> 0"
+            );
+            histogram_rows.extend(fetch(&mut tx, &sql, grains.0, grains.1).await?);
+        }
+        let percentiles = self
+            .percentiles(&mut tx, key, &histogram_rows, from, to)
+            .await?;
+        tx.commit().await?;
+        Ok((rows, percentiles))
+    }
+
+    /// The nearest-rank median and p90 of the time to activation per group (`Some` key) and
+    /// over all leads of the period (`None`), in microseconds, from `histogram_rows`: the
+    /// period's times counted by group (`k`) and bucket of [`BUCKET_MICROS`] (`b`), in parts
+    /// that add up.
+    ///
+    /// Exact without sorting the period: the counts by bucket say in which bucket each wanted
+    /// rank falls and at which rank within it; then only the distinct times of those buckets
+    /// are read, from rows through the index on the time. Sorting every time once per group
+    /// and once for the total cost more than the rest of the report together.
+    async fn percentiles(
+        &self,
+        tx: &mut Tx,
+        key: &str,
+        histogram_rows: &[AnyRow],
         from: i64,
         to: i64,
     ) -> Result<Vec<Percentiles>, DbError> {
-        let activated = format!(
-            "FROM {} WHERE accepted = 1 AND activation_micros IS NOT NULL AND {leads}",
-            self.scan_table()
-        );
-        let bucket = format!("activation_micros / {BUCKET_MICROS}");
-        let sql = format!(
-            "SELECT {key} AS k, CAST({bucket} AS BIGINT) AS b, COUNT(*) AS n {activated} \
-             GROUP BY {key}, {bucket}"
-        );
         let mut histograms: BTreeMap<Option<String>, BTreeMap<i64, u64>> = BTreeMap::new();
-        for row in self.fetch_period(&sql, from, to).await? {
+        for row in histogram_rows {
             let key: String = row.try_get("k")?;
             let b: i64 = row.try_get("b")?;
-            let n = get(&row, "n")?;
-            *histograms
-                .entry(Some(key))
-                .or_default()
-                .entry(b)
-                .or_default() += n;
-            *histograms.entry(None).or_default().entry(b).or_default() += n;
+            let n: i64 = row.try_get("n")?;
+            for k in [Some(key), None] {
+                let count = histograms.entry(k).or_default().entry(b).or_insert(0);
+                *count = count.checked_add_signed(n).ok_or_else(|| {
+                    DbError::corrupt(std::io::Error::other(format!("bucket count {n}")))
+                })?;
+            }
         }
         // Where each group's (and the total's) median and p90 fall.
         let located: Vec<(Option<String>, [Option<RankAt>; 2])> = histograms
@@ -509,15 +630,26 @@ impl Store {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<String> = wanted.iter().map(i64::to_string).collect();
-        let sql = format!(
-            "SELECT {key} AS k, activation_micros AS m, COUNT(*) AS n {activated} \
-             AND {bucket} IN ({}) GROUP BY {key}, activation_micros",
-            list.join(", ")
-        );
+        let table = match self.db().backend() {
+            Backend::Postgres => "lead_figures",
+            // SQLite's planner would rather walk the period's range, every row of a year.
+            Backend::Sqlite => "lead_figures INDEXED BY lead_figures_activation",
+        };
+        let selects: Vec<String> = wanted
+            .iter()
+            .map(|b| {
+                let (lo, hi) = bucket_bounds(*b);
+                format!(
+                    "SELECT {key} AS k, activation_micros AS m, COUNT(*) AS n FROM {table} \
+                     WHERE activation_micros >= {lo} AND activation_micros <= {hi} \
+                     AND accepted = 1 AND received_at >= $1 AND received_at < $2 \
+                     GROUP BY {key}, activation_micros"
+                )
+            })
+            .collect();
         // The distinct times of each wanted bucket, with their group and count.
         let mut values: BTreeMap<i64, Vec<(String, i64, u64)>> = BTreeMap::new();
-        for row in self.fetch_period(&sql, from, to).await? {
+        for row in fetch(tx, &selects.join(" UNION ALL "), from, to).await? {
             let m: i64 = row.try_get("m")?;
             values.entry(m / BUCKET_MICROS).or_default().push((
                 row.try_get("k")?,
@@ -1022,6 +1154,355 @@ mod tests {
     async fn pages_return_every_lead_once_in_order_on_postgres() {
         if let Some(db) = TestDb::postgres().await {
             pages_return_every_lead_once_in_order(db).await;
+        }
+    }
+
+    /// A small deterministic generator (SplitMix64), so a failing history can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+
+        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize].clone()
+        }
+
+        fn mins(&mut self, n: u64) -> jiff::SignedDuration {
+            jiff::SignedDuration::from_mins(self.below(n) as i64)
+        }
+    }
+
+    /// Where the random histories start: not on a rollup grain.
+    fn history_start() -> Timestamp {
+        "2025-03-05T07:00:00Z".parse().unwrap()
+    }
+
+    /// The days the random histories' leads arrive over: several rollup grains.
+    const HISTORY_DAYS: u64 = 40;
+
+    /// A lead with a random history: accepted at a random time, activated in time, late or
+    /// not at all, enrolled or not (so inside its enrolment grace for a while), touched,
+    /// answered, objecting, with outcomes.
+    fn random_lead(rng: &mut Rng, n: u64) -> LeadFact {
+        use crate::domain::{
+            Checkpoint, EngagementKind, IcpTier, Observation, OutcomeStage, Strategy, TouchChannel,
+        };
+        let lead = Uuid::from_u64_pair(0x5EED, n);
+        let mut fact = LeadFact::new(lead);
+        let received = history_start() + rng.mins(HISTORY_DAYS * 24 * 60);
+        fact.apply(&Observation::LeadAccepted {
+            lead,
+            source: rng.pick(&["ads", "webinar", "event-scan"]).into(),
+            campaign: rng.pick(&["spring", "summer"]).into(),
+            channel: rng.pick(&["web", "event"]).into(),
+            received_at: received,
+            icp_tier: rng.pick(&[IcpTier::A, IcpTier::B, IcpTier::Outside]),
+            do_not_contact: rng.chance(5),
+            review: None,
+        });
+        let roll = rng.below(100);
+        if roll >= 85 {
+            return fact;
+        }
+        if roll >= 70 {
+            fact.apply(&Observation::SlaBreached {
+                lead,
+                at: received + jiff::SignedDuration::from_hours(1),
+                cause: crate::domain::FailureCause::OwnerLate,
+            });
+            return fact;
+        }
+        // Repeated times of activation, so ranks fall among equal values.
+        let tta = jiff::SignedDuration::from_mins(1 + rng.below(90) as i64);
+        let at = received + tta;
+        fact.apply(&Observation::LeadActivated {
+            lead,
+            owner: "rep".into(),
+            at,
+            within_sla: tta.as_mins() < 60,
+            time_to_activation: tta,
+        });
+        if rng.chance(60) {
+            fact.apply(&Observation::LeadEnrolled {
+                lead,
+                cadence: "standard".into(),
+                at,
+            });
+        }
+        let mut last = at;
+        for t in 0..rng.below(7) {
+            last = at + jiff::SignedDuration::from_hours(24 * (1 + 2 * t as i64));
+            fact.apply(&Observation::FollowUpDue {
+                lead,
+                channel: rng.pick(&[TouchChannel::Email, TouchChannel::Call]),
+                strategy: rng.pick(&[Strategy::Value, Strategy::Proof]),
+                at: last,
+            });
+        }
+        if rng.chance(35) {
+            let meeting = rng.chance(40);
+            fact.apply(&Observation::EngagementRecorded {
+                lead,
+                kind: if meeting {
+                    EngagementKind::MeetingBooked
+                } else {
+                    EngagementKind::ReplyNeutral
+                },
+                at: last + jiff::SignedDuration::from_hours(3),
+            });
+            if rng.chance(30) {
+                fact.apply(&Observation::ObjectionRaised {
+                    lead,
+                    checkpoint: rng.pick(&[Checkpoint::Price, Checkpoint::InternalBuyIn]),
+                    at: last + jiff::SignedDuration::from_hours(4),
+                });
+            }
+            if meeting {
+                fact.apply(&Observation::OutcomeRecorded {
+                    lead,
+                    stage: OutcomeStage::Meeting,
+                    reason: None,
+                    at: last + jiff::SignedDuration::from_hours(48),
+                });
+            }
+        }
+        if rng.chance(25) {
+            random_outcome(
+                rng,
+                &mut fact,
+                last + jiff::SignedDuration::from_hours(24 * 9),
+            );
+        }
+        fact
+    }
+
+    /// A final outcome from the CRM, on a reason the playbooks' targeting may or may not name.
+    fn random_outcome(rng: &mut Rng, fact: &mut LeadFact, at: Timestamp) {
+        use crate::domain::{Observation, OutcomeStage};
+        let won = rng.chance(30);
+        fact.apply(&Observation::OutcomeRecorded {
+            lead: fact.lead,
+            stage: if won {
+                OutcomeStage::Won
+            } else {
+                rng.pick(&[OutcomeStage::Lost, OutcomeStage::Disqualified])
+            },
+            reason: (!won).then(|| {
+                rng.pick(&[
+                    OutcomeReason::Competitor,
+                    OutcomeReason::NotIcp,
+                    OutcomeReason::NoResponse,
+                    OutcomeReason::Timing,
+                ])
+            }),
+            at,
+        });
+    }
+
+    /// A later event for a lead that may already be in the rollups: enrolled at last, touched
+    /// again, answered, closed by the CRM, or accepted again into another group.
+    fn random_update(rng: &mut Rng, fact: &mut LeadFact, at: Timestamp) {
+        use crate::domain::{EngagementKind, Observation, Strategy, TouchChannel};
+        let lead = fact.lead;
+        match rng.below(5) {
+            // Intake's event again, moving the lead to another group and grain.
+            4 => {
+                fact.apply(&Observation::LeadAccepted {
+                    lead,
+                    source: rng.pick(&["ads", "webinar", "partner"]).into(),
+                    campaign: rng.pick(&["spring", "autumn"]).into(),
+                    channel: "web".into(),
+                    received_at: history_start() + rng.mins(HISTORY_DAYS * 24 * 60),
+                    icp_tier: crate::domain::IcpTier::A,
+                    do_not_contact: false,
+                    review: None,
+                });
+            }
+            0 => {
+                fact.apply(&Observation::LeadEnrolled {
+                    lead,
+                    cadence: "late".into(),
+                    at,
+                });
+            }
+            1 => {
+                fact.apply(&Observation::FollowUpDue {
+                    lead,
+                    channel: TouchChannel::Linkedin,
+                    strategy: Strategy::PeerStory,
+                    at,
+                });
+            }
+            2 => {
+                fact.apply(&Observation::EngagementRecorded {
+                    lead,
+                    kind: EngagementKind::ReplyPositive,
+                    at,
+                });
+            }
+            _ => random_outcome(rng, fact, at),
+        }
+    }
+
+    /// A random period over the histories: whole grains, partial ones at either edge, inside
+    /// one grain, or all of it.
+    fn random_period(rng: &mut Rng) -> Period {
+        let g = GRAIN_MICROS;
+        let start = to_micros(history_start());
+        let span = i64::try_from(HISTORY_DAYS).unwrap() * 86_400_000_000;
+        let point =
+            |rng: &mut Rng| start - g + i64::try_from(rng.below((span + 2 * g) as u64)).unwrap();
+        let (mut a, mut b) = (point(rng), point(rng));
+        if rng.chance(30) {
+            a = a.div_euclid(g) * g;
+            b = b.div_euclid(g) * g;
+        }
+        if rng.chance(10) {
+            (a, b) = (start - g, start + span + g);
+        }
+        if a > b {
+            (a, b) = (b, a);
+        }
+        Period::new(runtime::db::from_micros(a), runtime::db::from_micros(b + 1)).unwrap()
+    }
+
+    /// Random histories read as time passes: every report the store gives, whatever of it
+    /// comes from the rollups, equals the one computed from the facts in memory, as leads
+    /// settle, facts change after being folded in (and leave their group or verdict), the
+    /// playbook's rule changes, reports are read as of an earlier moment than the last, and
+    /// periods end inside grains. The folds go in chunks of a few leads (a report's too), a
+    /// few steps at a time between saves and reports, so reports read rollups half folded
+    /// and half rebuilt, and saves change leads between a fold's chunks.
+    async fn rollup_reports_equal_the_facts_over_random_histories(test_db: TestDb, seed: u64) {
+        const CHUNK: i64 = 7;
+        let store = Store::new(test_db.connect(&MIGRATIONS).await).with_fold_chunk(CHUNK);
+        let mut rng = Rng(seed);
+        let mut leads: Vec<LeadFact> = (0..400).map(|n| random_lead(&mut rng, n)).collect();
+        let rejections = projection().rejection_facts();
+        let mut tx = store.db().begin().await.unwrap();
+        for fact in &leads {
+            Store::save_fact(&mut tx, fact, None).await.unwrap();
+        }
+        for rejection in &rejections {
+            Store::save_rejection(&mut tx, rejection).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let playbooks = playbooks();
+        let mut playbook = 0;
+        let mut at = history_start();
+        let mut reports_mid_rebuild = 0;
+        for step in 0..40 {
+            // Mostly forward, by hours to weeks; now and then back before the last fold.
+            if rng.chance(10) {
+                at -= jiff::SignedDuration::from_hours(1 + rng.below(24 * 5) as i64);
+            } else {
+                at += jiff::SignedDuration::from_hours(1 + rng.below(24 * 6) as i64);
+            }
+            if rng.chance(15) {
+                playbook = rng.below(playbooks.len() as u64) as usize;
+            }
+            let p = &playbooks[playbook];
+            for _ in 0..rng.below(30) {
+                // The background fold's steps, between saves.
+                if rng.chance(30) {
+                    store.fold_step(&rules(p, at), CHUNK, true).await.unwrap();
+                }
+                let i = rng.below(leads.len() as u64) as usize;
+                let when = at - jiff::SignedDuration::from_mins(rng.below(600) as i64);
+                random_update(&mut rng, &mut leads[i], when);
+                let mut tx = store.db().begin().await.unwrap();
+                Store::save_fact(&mut tx, &leads[i], None).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            for _ in 0..3 {
+                let period = random_period(&mut rng);
+                let by = rng.pick(&[GroupBy::Source, GroupBy::Campaign, GroupBy::Channel]);
+                let state = sqlx::query(
+                    "SELECT rebuilt_to, (SELECT COUNT(*) FROM lead_figures WHERE rolled IS NOT NULL) AS n \
+                     FROM lead_rollup_state",
+                )
+                .fetch_one(store.db().reader())
+                .await
+                .unwrap();
+                let rebuilding: Option<i64> = state.try_get("rebuilt_to").unwrap();
+                if rebuilding.is_some() && get(&state, "n").unwrap() > 0 {
+                    reports_mid_rebuild += 1;
+                }
+                let got = store.report(period, by, &rules(p, at)).await.unwrap();
+                let expected = report(&leads, &rejections, period, by, p, at);
+                assert_eq!(
+                    got, expected,
+                    "step {step}, seed {seed}: {by:?} over {period:?} at {at}, playbook {playbook}"
+                );
+            }
+        }
+        // Long after: everything settled, the taken-back contributions compacted away, and
+        // the rollups held most of it (the test is of them, not of the rows alone).
+        let p = &playbooks[playbook];
+        let later = at + jiff::SignedDuration::from_hours(24 * 60);
+        store.fold(&rules(p, later), CHUNK).await.unwrap();
+        let whole = Period::new(history_start(), later).unwrap();
+        assert_eq!(
+            store
+                .report(whole, GroupBy::Source, &rules(p, later))
+                .await
+                .unwrap(),
+            report(&leads, &rejections, whole, GroupBy::Source, p, later)
+        );
+        assert!(
+            reports_mid_rebuild > 0,
+            "seed {seed}: no report read a rebuild half done"
+        );
+        let count = |sql: &'static str| {
+            let store = store.clone();
+            async move {
+                let row = sqlx::query(sql)
+                    .fetch_one(store.db().reader())
+                    .await
+                    .unwrap();
+                get(&row, "n").unwrap()
+            }
+        };
+        let rolled = count("SELECT COUNT(*) AS n FROM lead_figures WHERE rolled IS NOT NULL").await;
+        let accepted = count("SELECT COUNT(*) AS n FROM lead_figures WHERE accepted = 1").await;
+        assert_eq!(rolled, accepted);
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM lead_rollup WHERE accepted < 0").await,
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM lead_rollup_times WHERE n < 0").await,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn rollup_reports_equal_the_facts_over_random_histories_on_sqlite() {
+        for seed in [1, 2, 3] {
+            rollup_reports_equal_the_facts_over_random_histories(TestDb::sqlite(), seed).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn rollup_reports_equal_the_facts_over_random_histories_on_postgres() {
+        for seed in [1, 2, 3] {
+            if let Some(db) = TestDb::postgres().await {
+                rollup_reports_equal_the_facts_over_random_histories(db, seed).await;
+            }
         }
     }
 

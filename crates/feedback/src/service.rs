@@ -219,6 +219,14 @@ impl Feedback {
         }
     }
 
+    /// One step of the background fold of settled leads into the report's rollups under
+    /// the current playbook (see [`Store::fold_step`]); whether there is more to do.
+    pub async fn fold_rollups(&self) -> Result<bool, DbError> {
+        self.store
+            .fold_step(&self.rules(), self.store.fold_chunk(), true)
+            .await
+    }
+
     /// The source report for leads received in `[from, to)`, aggregated by the store.
     pub async fn report(
         &self,

@@ -35,6 +35,8 @@ pub const CONSUMER_PREFIX: &str = "feedback.";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// How many settled leads a report folds in before reading (see [`Store::fold_step`]).
+    fold_chunk: i64,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, DbError> {
@@ -137,7 +139,23 @@ fn bind_figures<'q>(query: AnyQuery<'q>, fact: &LeadFact) -> Result<AnyQuery<'q>
 
 impl Store {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            fold_chunk: crate::rollup::FOLD_CHUNK,
+        }
+    }
+
+    /// The same store folding `chunk` leads per step, so a test sees folds half done.
+    pub fn with_fold_chunk(self, chunk: i64) -> Self {
+        Self {
+            fold_chunk: chunk,
+            ..self
+        }
+    }
+
+    /// How many settled leads a step of folding folds in.
+    pub fn fold_chunk(&self) -> i64 {
+        self.fold_chunk
     }
 
     pub fn db(&self) -> &Db {
@@ -197,8 +215,15 @@ impl Store {
         Self::save_figures(tx, fact).await
     }
 
-    /// Inserts or replaces the figures row of `fact`.
+    /// Inserts or replaces the figures row of `fact`, taking its old figures out of the
+    /// rollups first if they are in them (see [`crate::rollup`]).
     async fn save_figures(tx: &mut Tx, fact: &LeadFact) -> Result<(), DbError> {
+        let backend = if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        crate::rollup::take_back(tx, backend, &fact.lead.to_string()).await?;
         let columns = FIGURE_COLUMNS.join(", ");
         let placeholders: Vec<String> = (1..=FIGURE_COLUMNS.len())
             .map(|i| format!("${i}"))
@@ -206,6 +231,7 @@ impl Store {
         let updates: Vec<String> = FIGURE_COLUMNS[1..]
             .iter()
             .map(|c| format!("{c} = excluded.{c}"))
+            .chain(["rolled = NULL".to_owned()])
             .collect();
         let sql = format!(
             "INSERT INTO lead_figures ({columns}) VALUES ({}) \
@@ -404,7 +430,14 @@ impl Store {
     /// transaction, for the caller to re-apply the outcomes feedback owns before committing.
     pub async fn clear_projections(&self) -> Result<Tx, DbError> {
         let mut tx = self.db.begin().await?;
-        for table in ["lead_facts", "lead_figures", "rejection_facts", "timeline"] {
+        for table in [
+            "lead_facts",
+            "lead_figures",
+            "lead_rollup",
+            "lead_rollup_times",
+            "rejection_facts",
+            "timeline",
+        ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await?;
