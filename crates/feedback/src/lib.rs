@@ -48,6 +48,8 @@ const SOURCES: [(&str, &str, &str); 4] = [
 /// How often the background fold looks for leads settled since its last pass. A report reads
 /// the ones it has not folded yet from their rows, so this bounds its work, not its figures.
 const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the background fold waits between two of its transactions.
+const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The feedback service, as deployed.
 #[derive(Debug)]
@@ -113,7 +115,10 @@ impl ServiceSpec for FeedbackService {
                     // wait for more leads to settle.
                     while !stop.is_cancelled() {
                         match feedback.fold_rollups().await {
-                            Ok(true) => {}
+                            // A pause between steps lets consumers' saves take the rows (on
+                            // SQLite, the writer) in between, and keeps a grain whose rows a
+                            // writer holds from being retried in a tight loop.
+                            Ok(true) => tokio::time::sleep(FOLD_PAUSE).await,
                             Ok(false) => break,
                             Err(error) => {
                                 tracing::warn!(%error, "folding report rollups failed; retried later");
