@@ -165,8 +165,14 @@ impl Tally {
     }
 }
 
-/// `tasks` callers, each sending its next call when the last one answered.
-async fn closed_loop(channels: &[Connection], tasks: usize, duration: Duration) -> Tally {
+/// `tasks` callers, each sending its next call when the last one answered. `run` tells the
+/// leads of one run from another's: a lead sent again would be a merge, not a new lead.
+async fn closed_loop(
+    channels: &[Connection],
+    run: &'static str,
+    tasks: usize,
+    duration: Duration,
+) -> Tally {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -176,7 +182,11 @@ async fn closed_loop(channels: &[Connection], tasks: usize, duration: Duration) 
                 let mut done = Vec::new();
                 let mut n = 0;
                 while Instant::now() < deadline {
-                    done.push(channel.submit(framed_request(&format!("s{t}"), n)).await);
+                    done.push(
+                        channel
+                            .submit(framed_request(&format!("{run}{t}"), n))
+                            .await,
+                    );
                     n += 1;
                 }
                 done
@@ -266,8 +276,8 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
     }
 
     // Warm up, then the sustainable rate: half the limit in flight, nothing refused.
-    closed_loop(&channels, limit / 2, Duration::from_secs(1)).await;
-    let sustained = closed_loop(&channels, limit / 2, args.duration).await;
+    closed_loop(&channels, "w", limit / 2, Duration::from_secs(1)).await;
+    let sustained = closed_loop(&channels, "s", limit / 2, args.duration).await;
     let memory_sustained = service.memory()?.rss_mb;
     anyhow::ensure!(
         !sustained.admitted.is_empty(),
