@@ -21,6 +21,7 @@ use feedback::store::{MIGRATIONS, Store};
 use jiff::{SignedDuration, Timestamp};
 use runtime::playbook::Playbook;
 use runtime::{Backend, Db, ManualClock};
+use testkit::Rng;
 use uuid::Uuid;
 
 use crate::{Args, BenchDb, Row};
@@ -39,33 +40,6 @@ const SOURCES: [(&str, [&str; 2]); 6] = [
     ("list-import", ["trade-list", "data-vendor"]),
 ];
 const CHANNELS: [&str; 4] = ["paid_search", "organic", "event", "partner"];
-
-/// A small deterministic generator (SplitMix64): the same facts every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[usize::try_from(self.below(items.len() as u64)).unwrap_or(0)]
-    }
-}
 
 fn year_start() -> Timestamp {
     "2025-01-01T00:00:00Z"

@@ -1157,33 +1157,11 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (SplitMix64), so a failing history can be replayed.
-    struct Rng(u64);
+    use testkit::Rng;
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-
-        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
-            items[self.below(items.len() as u64) as usize].clone()
-        }
-
-        fn mins(&mut self, n: u64) -> jiff::SignedDuration {
-            jiff::SignedDuration::from_mins(self.below(n) as i64)
-        }
+    /// Up to `n` minutes, at random.
+    fn mins(rng: &mut Rng, n: u64) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_mins(rng.below(n) as i64)
     }
 
     /// Where the random histories start: not on a rollup grain.
@@ -1203,7 +1181,7 @@ mod tests {
         };
         let lead = Uuid::from_u64_pair(0x5EED, n);
         let mut fact = LeadFact::new(lead);
-        let received = history_start() + rng.mins(HISTORY_DAYS * 24 * 60);
+        let received = history_start() + mins(rng, HISTORY_DAYS * 24 * 60);
         fact.apply(&Observation::LeadAccepted {
             lead,
             source: rng.pick(&["ads", "webinar", "event-scan"]).into(),
@@ -1326,7 +1304,7 @@ mod tests {
                     source: rng.pick(&["ads", "webinar", "partner"]).into(),
                     campaign: rng.pick(&["spring", "autumn"]).into(),
                     channel: "web".into(),
-                    received_at: history_start() + rng.mins(HISTORY_DAYS * 24 * 60),
+                    received_at: history_start() + mins(rng, HISTORY_DAYS * 24 * 60),
                     icp_tier: crate::domain::IcpTier::A,
                     do_not_contact: false,
                     review: None,
