@@ -78,14 +78,9 @@ impl ServiceSpec for FollowupService {
             proof,
         );
         log.spawn_listener(ctx.shutdown.clone());
-        tokio::spawn({
-            let (timers, followup, clock, stop) = (
-                timers,
-                followup.clone(),
-                ctx.clock.clone(),
-                ctx.shutdown.clone(),
-            );
-            async move { timers.run(clock, followup, stop).await }
+        let workers = runtime::timers::workers(ctx.config.timer_workers, ctx.db.backend());
+        timers.spawn(workers, ctx.clock.clone(), ctx.shutdown.clone(), || {
+            followup.scheduler()
         });
         let sources = [
             (

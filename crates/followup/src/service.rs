@@ -229,6 +229,7 @@ impl Dispatch {
         let (opted_out, touches) = if keys.is_empty() {
             Default::default()
         } else {
+            Store::lock_contacts(tx, backend, &contacts).await?;
             (
                 Store::opted_out_among(tx, &keys).await?,
                 Store::touches_of(tx, &contacts, since).await?,
@@ -264,8 +265,8 @@ pub struct Followup {
     proof: Option<Client>,
     /// Leads of the batch being fired that intake says are do-not-contact.
     do_not_contact: Arc<Mutex<HashSet<Uuid>>>,
-    /// The timers of the transaction being fired (between `load` and `flush`); one scheduler
-    /// fires at a time, like `do_not_contact`.
+    /// The timers of the transaction being fired (between `load` and `flush`). Like
+    /// `do_not_contact`, it belongs to one scheduler: each gets its own [`Followup::scheduler`].
     dispatch: Arc<Mutex<Option<Dispatch>>>,
 }
 
@@ -292,6 +293,16 @@ impl Followup {
             proof,
             do_not_contact: Arc::default(),
             dispatch: Arc::default(),
+        }
+    }
+
+    /// The same service with its own state for firing timers, for one more scheduler (see
+    /// [`Timers::spawn`]).
+    pub fn scheduler(&self) -> Self {
+        Self {
+            do_not_contact: Arc::default(),
+            dispatch: Arc::default(),
+            ..self.clone()
         }
     }
 

@@ -352,6 +352,46 @@ impl Store {
         Ok(found)
     }
 
+    /// Holds the frequency cap of each of `contacts` until the transaction ends, on
+    /// PostgreSQL: two transactions firing steps of one person (two leads of the same contact,
+    /// fired by two schedulers or replicas) would otherwise each count the touches before the
+    /// other's committed, and together break the cap. Call it before reading their touches.
+    /// Taken in one order, so such transactions wait for each other instead of deadlocking;
+    /// SQLite's single writer serialises them already.
+    pub async fn lock_contacts(
+        tx: &mut Tx,
+        backend: Backend,
+        contacts: &[String],
+    ) -> Result<(), DbError> {
+        if backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut contacts: Vec<&str> = contacts
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect();
+        contacts.sort_unstable();
+        contacts.dedup();
+        for chunk in contacts.chunks(ROWS_PER_STATEMENT) {
+            // The sort runs before the locks are taken (PostgreSQL evaluates a volatile
+            // select list after ORDER BY), so every transaction takes them in the same order.
+            let values = (1..=chunk.len())
+                .map(|i| format!("(hashtextextended(${i}, 0))"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(h) FROM (VALUES {values}) AS keys (h) ORDER BY h"
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// Which of `keys` opted out.
     pub async fn opted_out_among(tx: &mut Tx, keys: &[String]) -> Result<HashSet<String>, DbError> {
         let mut keys: Vec<&str> = keys

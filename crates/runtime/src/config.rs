@@ -24,6 +24,9 @@ pub struct ServiceConfig {
     pub db_max_connections: u32,
     /// Run migrations on start (`FAIRCHANCE_MIGRATE_ON_START`).
     pub migrate_on_start: bool,
+    /// Schedulers firing due timers side by side in this process (`FAIRCHANCE_TIMER_WORKERS`);
+    /// `None` leaves it to the backend (see [`crate::timers::workers`]).
+    pub timer_workers: Option<usize>,
     /// The playbook file (`FAIRCHANCE_PLAYBOOK`); `None` runs with built-in defaults.
     pub playbook: Option<PathBuf>,
     /// Server-side limits and shutdown behaviour.
@@ -358,6 +361,7 @@ const KNOWN_KEYS: &[&str] = &[
     "DATABASE_URL",
     "FAIRCHANCE_DB_MAX_CONNECTIONS",
     "FAIRCHANCE_MIGRATE_ON_START",
+    "FAIRCHANCE_TIMER_WORKERS",
     "FAIRCHANCE_PLAYBOOK",
     "FAIRCHANCE_REQUEST_TIMEOUT",
     "FAIRCHANCE_CONCURRENCY_LIMIT",
@@ -434,6 +438,13 @@ impl ServiceConfig {
         );
         let migrate_on_start =
             sources.parse_with(&mut errors, "FAIRCHANCE_MIGRATE_ON_START", true, parse_bool);
+        let timer_workers =
+            sources.parse_with(&mut errors, "FAIRCHANCE_TIMER_WORKERS", None, |s| {
+                match s.parse::<usize>() {
+                    Ok(n) if (1..=64).contains(&n) => Ok(Some(n)),
+                    _ => Err("expected a whole number from 1 to 64".into()),
+                }
+            });
         let playbook = sources.string("FAIRCHANCE_PLAYBOOK").map(PathBuf::from);
         if let Some(path) = &playbook
             && !path.is_file()
@@ -599,6 +610,7 @@ impl ServiceConfig {
             listen_addr,
             database_url,
             db_max_connections,
+            timer_workers,
             migrate_on_start,
             playbook,
             server: ServerConfig {
@@ -1163,6 +1175,7 @@ mod tests {
                 ("DATABASE_URL", "mysql://x"),
                 ("FAIRCHANCE_REQUEST_TIMEOUT", "soon"),
                 ("FAIRCHANCE_CONCURRENCY_LIMIT", "0"),
+                ("FAIRCHANCE_TIMER_WORKERS", "0"),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
             ]),
             &defaults(),
@@ -1174,11 +1187,12 @@ mod tests {
             "DATABASE_URL (environment): invalid value \"mysql://x\"",
             "FAIRCHANCE_REQUEST_TIMEOUT (environment): invalid value \"soon\"",
             "FAIRCHANCE_CONCURRENCY_LIMIT (environment)",
+            "FAIRCHANCE_TIMER_WORKERS (environment): invalid value \"0\": expected a whole number from 1 to 64",
             "OTEL_EXPORTER_OTLP_ENDPOINT (environment)",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(err.0.len(), 5);
+        assert_eq!(err.0.len(), 6);
     }
 
     #[test]

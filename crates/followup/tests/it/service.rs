@@ -549,6 +549,74 @@ pub async fn leads_of_one_contact_due_together_share_the_cap(f: Fixture) {
     assert_eq!(count("StepDeferred"), 1, "{types:?}");
 }
 
+/// Two schedulers fire two leads of one person at the same time, each in its own transaction:
+/// the second waits for the first to commit before it counts the person's touches, so a cap
+/// of one touch still holds the second step back. Without the wait, each transaction counts
+/// none of the other's touches and both steps go out.
+#[tokio::test]
+async fn schedulers_firing_one_persons_leads_at_once_share_the_cap_on_postgres() {
+    use runtime::timers::TimerHandler;
+
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = fixture(test_db).await;
+    let capped = PLAYBOOK.replace("touches = 10", "touches = 1");
+    let first = test_service(&f.db, &f.clock, &f.intake.url, &capped);
+    let second = first.scheduler();
+    for _ in 0..2 {
+        apply(
+            &f,
+            &activated_event(Uuid::now_v7(), "race@engines.de", "anna"),
+        )
+        .await;
+    }
+    f.clock
+        .set(monday_morning() + SignedDuration::from_hours(1));
+    let now = f.clock.now();
+    // Each scheduler claims one of the two due steps, as two replicas would.
+    let mine = Timers::new(f.db.clone()).claim_due(now, 1).await.unwrap();
+    let theirs = Timers::new(f.db.clone()).claim_due(now, 1).await.unwrap();
+    assert_eq!((mine.len(), theirs.len()), (1, 1));
+    assert_ne!(mine[0].subject, theirs[0].subject);
+
+    let mut tx = f.db.begin().await.unwrap();
+    first.load(&mut tx, &mine).await.unwrap();
+    first.fire(&mut tx, &mine[0]).await.unwrap();
+    first.flush(&mut tx).await.unwrap();
+    // The first step's touch is written, not committed, while the second fires.
+    let racing = tokio::spawn({
+        let db = f.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            second.load(&mut tx, &theirs).await.unwrap();
+            second.fire(&mut tx, &theirs[0]).await.unwrap();
+            second.flush(&mut tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    });
+    // Let the second get as far as it can: done, or waiting for a lock.
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+        if waiting > 0 || racing.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tx.commit().await.unwrap();
+    racing.await.unwrap();
+
+    let tasks = open_tasks(&f, "anna").await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let types = event_types(&f, 4).await;
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!(count("FollowUpDue"), 1, "{types:?}");
+    assert_eq!(count("StepDeferred"), 1, "{types:?}");
+}
+
 /// A change a caller makes (a resume, under the caller's own trace) reschedules the lead's
 /// next step in the lead's trace, the one it was enrolled in, so the steps that follow stay
 /// in the trace that follows the lead.

@@ -193,6 +193,54 @@ pub async fn the_scheduler_sleeps_until_due_and_wakes_for_new_timers(db: Db) {
         .unwrap();
 }
 
+/// Several schedulers of one process, each with a handler of its own, share the due timers:
+/// every timer fires exactly once, also those scheduled while they run (a wake-up on the
+/// original reaches them all), and stopping ends every one of them.
+pub async fn spawned_schedulers_fire_each_timer_once(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let due = Timestamp::now() - SignedDuration::from_secs(1);
+    let early: Vec<NewTimer> = (0..700)
+        .map(|i| timer(&format!("early-{i}"), due))
+        .collect();
+    schedule(&db, &early).await;
+    let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let workers = timers.spawn(3, Arc::new(runtime::SystemClock), stop.clone(), || {
+        made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Record
+    });
+    assert_eq!(workers.len(), 3);
+    assert_eq!(
+        made.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one handler per scheduler"
+    );
+    // Scheduled while they run: the fallback poll would find them too, but only after a
+    // second; the wake-up makes it sooner.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let late: Vec<NewTimer> = (0..50).map(|i| timer(&format!("late-{i}"), due)).collect();
+    schedule(&db, &late).await;
+    timers.wake();
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen = fired(&db).await;
+        if seen.len() >= 750 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let distinct: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (750, 750));
+    stop.cancel();
+    for worker in workers {
+        tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// Records like [`Record`], but fails (after writing) for subjects starting with "bad".
 struct FailSome;
 
@@ -467,6 +515,7 @@ macro_rules! timer_suite {
             timer_suite!(@tests due_timers_fire_in_order_once, rescheduling_replaces_and_cancel_removes,
                 a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back, released_claims_fire_at_once,
                 the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
+                spawned_schedulers_fire_each_timer_once,
                 a_failing_timer_rolls_back_alone_and_stays_claimed,
                 a_timer_fires_in_the_trace_that_scheduled_it,
                 buffered_effects_are_flushed_per_transaction_and_a_failure_stays_alone,
