@@ -445,6 +445,15 @@ impl ServiceConfig {
                     _ => Err("expected a whole number from 1 to 64".into()),
                 }
             });
+        if let Some(workers) = timer_workers
+            && workers >= db_max_connections as usize
+        {
+            errors.push(format!(
+                "FAIRCHANCE_TIMER_WORKERS: {workers} schedulers would hold all {db_max_connections} \
+                 connections of FAIRCHANCE_DB_MAX_CONNECTIONS while they fire, leaving none for \
+                 calls and consumers; use fewer, or a larger pool"
+            ));
+        }
         let playbook = sources.string("FAIRCHANCE_PLAYBOOK").map(PathBuf::from);
         if let Some(path) = &playbook
             && !path.is_file()
@@ -1193,6 +1202,20 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(err.0.len(), 6);
+
+        let err = ServiceConfig::load(
+            &env(&[
+                ("FAIRCHANCE_TIMER_WORKERS", "8"),
+                ("FAIRCHANCE_DB_MAX_CONNECTIONS", "8"),
+            ]),
+            &defaults(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("FAIRCHANCE_TIMER_WORKERS: 8 schedulers would hold all 8 connections"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -311,8 +311,8 @@ impl Timers {
     /// Runs `workers` schedulers (see [`Timers::run`]) until `stop`, each with a handler made
     /// by `handler`: a handler keeps a transaction's state between `load`, `fire` and `flush`,
     /// so schedulers must not share one. They divide the due timers between them as replicas
-    /// do (`SKIP LOCKED` claims, fenced completion). This scheduler's own id stays unused, so
-    /// [`Timers::wake`] on it or on any clone wakes them all.
+    /// do (`SKIP LOCKED` claims, fenced completion), each under an id of its own (this one's
+    /// stays unused), and share its wake-up: [`Timers::wake`] on it or a clone wakes them all.
     pub fn spawn<H, F>(
         &self,
         workers: usize,
