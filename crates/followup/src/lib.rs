@@ -78,7 +78,11 @@ impl ServiceSpec for FollowupService {
             proof,
         );
         log.spawn_listener(ctx.shutdown.clone());
-        let workers = runtime::timers::workers(ctx.config.timer_workers, ctx.db.backend());
+        let workers = runtime::timers::workers(
+            ctx.config.timer_workers,
+            ctx.db.backend(),
+            ctx.config.db_max_connections,
+        );
         timers.spawn(workers, ctx.clock.clone(), ctx.shutdown.clone(), || {
             followup.scheduler()
         });

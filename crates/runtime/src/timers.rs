@@ -168,12 +168,13 @@ const WRITE_ROWS: usize = 500;
 /// dispatch went from 5,400 steps/s with one to 7,700 with two and 10,400 with four).
 pub const POSTGRES_WORKERS: usize = 4;
 
-/// How many schedulers a process runs on `backend`: the configured number, else
-/// [`POSTGRES_WORKERS`] on PostgreSQL and one on SQLite, whose single writer a second
-/// scheduler would only wait for.
-pub fn workers(configured: Option<usize>, backend: Backend) -> usize {
+/// How many schedulers a process runs on `backend` with a pool of `pool` connections: the
+/// configured number, else on PostgreSQL [`POSTGRES_WORKERS`] but at most half the pool (each
+/// holds a connection while it fires; calls and consumers need the rest), and one on SQLite,
+/// whose single writer a second scheduler would only wait for.
+pub fn workers(configured: Option<usize>, backend: Backend, pool: u32) -> usize {
     configured.unwrap_or(match backend {
-        Backend::Postgres => POSTGRES_WORKERS,
+        Backend::Postgres => POSTGRES_WORKERS.min((pool as usize / 2).max(1)),
         Backend::Sqlite => 1,
     })
 }
@@ -692,4 +693,21 @@ fn fire_span(timer: &Timer) -> tracing::Span {
     );
     telemetry::set_parent_from(&span, &timer.trace_context);
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedulers_default_by_backend_within_half_the_pool() {
+        assert_eq!(workers(None, Backend::Postgres, 16), POSTGRES_WORKERS);
+        assert_eq!(workers(None, Backend::Postgres, 4), 2);
+        assert_eq!(workers(None, Backend::Postgres, 1), 1);
+        assert_eq!(workers(None, Backend::Sqlite, 16), 1);
+        // A configured number is taken as given (the configuration refuses one that would
+        // hold the whole pool).
+        assert_eq!(workers(Some(6), Backend::Postgres, 16), 6);
+        assert_eq!(workers(Some(3), Backend::Sqlite, 16), 3);
+    }
 }
