@@ -76,6 +76,19 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The distinct non-empty keys among `keys`, sorted: what the statements over contact keys
+/// bind, in the order locks are taken.
+fn distinct_keys(keys: &[String]) -> Vec<&str> {
+    let mut keys: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !k.is_empty())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// An enrolment as [`Writes`] saves it.
 struct EnrollmentRow {
     lead: String,
@@ -366,13 +379,7 @@ impl Store {
         if backend != Backend::Postgres {
             return Ok(());
         }
-        let mut contacts: Vec<&str> = contacts
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty())
-            .collect();
-        contacts.sort_unstable();
-        contacts.dedup();
+        let contacts = distinct_keys(contacts);
         for chunk in contacts.chunks(ROWS_PER_STATEMENT) {
             // The sort runs before the locks are taken (PostgreSQL evaluates a volatile
             // select list after ORDER BY), so every transaction takes them in the same order.
@@ -394,13 +401,7 @@ impl Store {
 
     /// Which of `keys` opted out.
     pub async fn opted_out_among(tx: &mut Tx, keys: &[String]) -> Result<HashSet<String>, DbError> {
-        let mut keys: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = distinct_keys(keys);
         let mut found = HashSet::new();
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -423,13 +424,7 @@ impl Store {
         contacts: &[String],
         since: Timestamp,
     ) -> Result<HashMap<String, Vec<Timestamp>>, DbError> {
-        let mut contacts: Vec<&str> = contacts
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty())
-            .collect();
-        contacts.sort_unstable();
-        contacts.dedup();
+        let contacts = distinct_keys(contacts);
         let mut found: HashMap<String, Vec<Timestamp>> = HashMap::new();
         for chunk in contacts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(

@@ -525,28 +525,36 @@ pub async fn an_erased_contact_leaves_no_trace(f: Fixture) {
     assert_eq!(plan.tasks.len(), 1, "nothing fires after the erasure");
 }
 
-/// Two leads of one person come due together and fire in one transaction, loaded together:
-/// the second still counts the first's touch, so a cap of one touch holds it back.
-pub async fn leads_of_one_contact_due_together_share_the_cap(f: Fixture) {
+/// A service whose frequency cap allows one touch, and two leads of `email` (one person),
+/// enrolled and with their first steps due now.
+async fn two_leads_of_one_person_capped_at_one_touch(f: &Fixture, email: &str) -> Followup {
     let capped = PLAYBOOK.replace("touches = 10", "touches = 1");
     assert_ne!(capped, PLAYBOOK);
     let svc = test_service(&f.db, &f.clock, &f.intake.url, &capped);
     for _ in 0..2 {
-        apply(
-            &f,
-            &activated_event(Uuid::now_v7(), "cap@engines.de", "anna"),
-        )
-        .await;
+        apply(f, &activated_event(Uuid::now_v7(), email, "anna")).await;
     }
     f.clock
         .set(monday_morning() + SignedDuration::from_hours(1));
-    assert_eq!(svc.timers().fire_due(f.clock.now(), &svc).await.unwrap(), 2);
-    let tasks = open_tasks(&f, "anna").await;
+    svc
+}
+
+/// Of the two steps, one went out and the other was deferred by the cap.
+async fn assert_one_step_went_out_and_one_was_deferred(f: &Fixture) {
+    let tasks = open_tasks(f, "anna").await;
     assert_eq!(tasks.len(), 1, "{tasks:?}");
-    let types = event_types(&f, 4).await;
+    let types = event_types(f, 4).await;
     let count = |t: &str| types.iter().filter(|x| *x == t).count();
     assert_eq!(count("FollowUpDue"), 1, "{types:?}");
     assert_eq!(count("StepDeferred"), 1, "{types:?}");
+}
+
+/// Two leads of one person come due together and fire in one transaction, loaded together:
+/// the second still counts the first's touch, so a cap of one touch holds it back.
+pub async fn leads_of_one_contact_due_together_share_the_cap(f: Fixture) {
+    let svc = two_leads_of_one_person_capped_at_one_touch(&f, "cap@engines.de").await;
+    assert_eq!(svc.timers().fire_due(f.clock.now(), &svc).await.unwrap(), 2);
+    assert_one_step_went_out_and_one_was_deferred(&f).await;
 }
 
 /// Two schedulers fire two leads of one person at the same time, each in its own transaction:
@@ -561,18 +569,8 @@ async fn schedulers_firing_one_persons_leads_at_once_share_the_cap_on_postgres()
         return;
     };
     let f = fixture(test_db).await;
-    let capped = PLAYBOOK.replace("touches = 10", "touches = 1");
-    let first = test_service(&f.db, &f.clock, &f.intake.url, &capped);
+    let first = two_leads_of_one_person_capped_at_one_touch(&f, "race@engines.de").await;
     let second = first.scheduler();
-    for _ in 0..2 {
-        apply(
-            &f,
-            &activated_event(Uuid::now_v7(), "race@engines.de", "anna"),
-        )
-        .await;
-    }
-    f.clock
-        .set(monday_morning() + SignedDuration::from_hours(1));
     let now = f.clock.now();
     // Each scheduler claims one of the two due steps, as two replicas would.
     let mine = Timers::new(f.db.clone()).claim_due(now, 1).await.unwrap();
@@ -608,13 +606,7 @@ async fn schedulers_firing_one_persons_leads_at_once_share_the_cap_on_postgres()
     }
     tx.commit().await.unwrap();
     racing.await.unwrap();
-
-    let tasks = open_tasks(&f, "anna").await;
-    assert_eq!(tasks.len(), 1, "{tasks:?}");
-    let types = event_types(&f, 4).await;
-    let count = |t: &str| types.iter().filter(|x| *x == t).count();
-    assert_eq!(count("FollowUpDue"), 1, "{types:?}");
-    assert_eq!(count("StepDeferred"), 1, "{types:?}");
+    assert_one_step_went_out_and_one_was_deferred(&f).await;
 }
 
 /// A change a caller makes (a resume, under the caller's own trace) reschedules the lead's
