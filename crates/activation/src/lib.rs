@@ -62,14 +62,11 @@ impl ServiceSpec for ActivationService {
             ctx.clock.clone(),
         );
         log.spawn_listener(ctx.shutdown.clone());
-        tokio::spawn({
-            let (timers, activation, clock, stop) = (
-                timers,
-                activation.clone(),
-                ctx.clock.clone(),
-                ctx.shutdown.clone(),
-            );
-            async move { timers.run(clock, activation, stop).await }
+        // One scheduler: SLA deadlines come one per lead, and a breach locks the team's owners,
+        // which a second scheduler would only wait for.
+        timers.spawn(1, ctx.clock.clone(), ctx.shutdown.clone(), {
+            let activation = activation.clone();
+            move || activation.clone()
         });
         let intake = Upstream {
             client: intake_client,

@@ -70,14 +70,10 @@ impl ServiceSpec for ProofService {
             std::time::Duration::from_secs(3600),
             ctx.shutdown.clone(),
         ));
-        tokio::spawn({
-            let (timers, proof, clock, stop) = (
-                timers,
-                proof.clone(),
-                ctx.clock.clone(),
-                ctx.shutdown.clone(),
-            );
-            async move { timers.run(clock, proof, stop).await }
+        // One scheduler: an outcome window settles once per lead, far below what one keeps up with.
+        timers.spawn(1, ctx.clock.clone(), ctx.shutdown.clone(), {
+            let proof = proof.clone();
+            move || proof.clone()
         });
         let sources = [
             (
