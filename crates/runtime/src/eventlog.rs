@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -132,6 +133,9 @@ impl StoredEvent {
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
 /// Events read per query while replaying.
 const BATCH: i64 = 500;
+/// First and longest wait of [`EventLog::watch_held_back`] between its looks.
+const RECHECK_FIRST: Duration = Duration::from_millis(2);
+const RECHECK_MAX: Duration = Duration::from_millis(32);
 
 /// One service's event log.
 #[derive(Debug, Clone)]
@@ -142,6 +146,18 @@ pub struct EventLog {
     wake: Arc<watch::Sender<u64>>,
     /// The last read of the live tail, shared by the subscribers waiting at the same cursor.
     live: Arc<tokio::sync::Mutex<Option<LiveRead>>>,
+    held_back: Arc<HeldBack>,
+}
+
+/// What [`EventLog::watch_held_back`] looks after: where the subscribers caught up.
+#[derive(Debug, Default)]
+struct HeldBack {
+    /// The watcher was started (lazily: it needs a runtime).
+    started: AtomicBool,
+    /// The furthest cursor a subscriber caught up to.
+    tail: std::sync::Mutex<Cursor>,
+    /// A subscriber caught up.
+    caught_up: tokio::sync::Notify,
 }
 
 /// A read after `after` that started when the wake-up count was `generation`: it holds every
@@ -163,6 +179,7 @@ impl EventLog {
             service,
             wake: Arc::new(watch::channel(0).0),
             live: Arc::default(),
+            held_back: Arc::default(),
         }
     }
 
@@ -426,11 +443,77 @@ impl EventLog {
             if replay_only {
                 return;
             }
+            self.caught_up(cursor);
             tokio::select! {
                 _ = woken.changed() => shared = true,
                 _ = tokio::time::sleep(FALLBACK_POLL) => shared = false,
                 _ = tx.closed() => return,
                 _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Tells the held-back watcher a subscriber has read everything readable after `cursor`.
+    fn caught_up(&self, cursor: Cursor) {
+        if self.db.backend() != Backend::Postgres {
+            return;
+        }
+        let held = &self.held_back;
+        {
+            let mut tail = held.tail.lock().unwrap_or_else(|e| e.into_inner());
+            *tail = (*tail).max(cursor);
+        }
+        held.caught_up.notify_one();
+        if !held.started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.clone().watch_held_back());
+        }
+    }
+
+    /// On PostgreSQL an event is readable once every older transaction has ended (see
+    /// [`EventLog::read_after`]), and that end may wake nobody: the older transaction may
+    /// append no event, or run in another service's database of the same cluster (transaction
+    /// ids, and so the snapshot's xmin, are cluster-wide; notifications are per database).
+    /// Without this, an event committed behind one would wait for the next commit here, or
+    /// for the fallback poll when there is none.
+    ///
+    /// So after subscribers catch up, if no wake-up comes within a moment, this looks past
+    /// the tail they reached: nothing there, it waits for the next catch-up; an event that
+    /// is readable, it wakes them; one still held back, it looks again later, the interval
+    /// doubling (a long transaction elsewhere). Under load commits wake the subscribers
+    /// sooner than that, so it seldom queries.
+    async fn watch_held_back(self) {
+        let held = Arc::clone(&self.held_back);
+        loop {
+            held.caught_up.notified().await;
+            let mut delay = RECHECK_FIRST;
+            loop {
+                let seen = *self.wake.borrow();
+                tokio::time::sleep(delay).await;
+                if *self.wake.borrow() != seen {
+                    // Woken meanwhile: the subscribers read again, and report when caught up.
+                    break;
+                }
+                let tail = *held.tail.lock().unwrap_or_else(|e| e.into_inner());
+                // The subscribers' own reads report a database that is away.
+                let Ok(next) = sqlx::query_scalar::<_, bool>(
+                    "SELECT txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                     FROM event_log WHERE (txid, seq) > ($1, $2) ORDER BY txid, seq LIMIT 1",
+                )
+                .bind(tail.txid)
+                .bind(tail.seq)
+                .fetch_optional(self.db.reader())
+                .await
+                else {
+                    break;
+                };
+                match next {
+                    None => break,
+                    Some(true) => {
+                        self.wake();
+                        break;
+                    }
+                    Some(false) => delay = (delay * 2).min(RECHECK_MAX),
+                }
             }
         }
     }
@@ -541,6 +624,55 @@ mod tests {
             log.read_live(Cursor::START, announced).await.unwrap().len(),
             1
         );
+    }
+
+    /// An event committed while an older transaction runs is held back from subscribers, and
+    /// that transaction's end may wake nobody (it may append nothing, or run in another
+    /// database of the cluster): the watcher sees the event become readable and wakes them,
+    /// rather than leaving it to the fallback poll.
+    #[tokio::test]
+    async fn an_event_held_back_by_an_older_transaction_wakes_subscribers_when_readable() {
+        use futures::StreamExt;
+        let Some(test_db) = testkit::TestDb::postgres().await else {
+            return;
+        };
+        let db = Db::connect(&test_db.url, 4).await.unwrap();
+        db.migrate(&crate::db::RUNTIME_MIGRATIONS).await.unwrap();
+        let log = EventLog::new(db.clone(), "test");
+        let mut older = db.begin().await.unwrap();
+        sqlx::query("SELECT pg_current_xact_id()::text")
+            .execute(&mut *older)
+            .await
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let msg = proto::intake::v1::ContactOptedOut::default();
+        log.append(&mut tx, &[NewEvent::new("agg", &msg, Timestamp::now())])
+            .await
+            .unwrap();
+        // Plain commits, and no listener: only the watcher can wake this log.
+        tx.commit().await.unwrap();
+        let stop = CancellationToken::new();
+        let mut stream = log
+            .subscribe(SubscribeFrom::default(), stop.clone())
+            .unwrap();
+        let started = testkit::eventually(500, || async {
+            log.held_back.started.load(Ordering::SeqCst)
+        });
+        assert!(started.await, "the subscriber caught up without the event");
+        let mut woken = log.wake.subscribe();
+        older.commit().await.unwrap();
+
+        tokio::time::timeout(Duration::from_secs(30), woken.changed())
+            .await
+            .expect("the watcher wakes subscribers once the event is readable")
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("the event arrives")
+            .expect("stream open")
+            .expect("event");
+        assert_eq!(event.aggregate_id, "agg");
+        stop.cancel();
     }
 
     /// Events gathered before they are written keep each its own trace context.
