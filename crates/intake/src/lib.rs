@@ -36,6 +36,9 @@ impl ServiceSpec for IntakeService {
         routes: &mut RoutesBuilder,
     ) -> Result<Vec<HealthTarget>, StartError> {
         let playbook = ctx.playbook::<playbook::IntakePlaybook>()?;
+        tokio::task::spawn_blocking(domain::validate::warm_up)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let log = EventLog::new(ctx.db.clone(), Self::NAME);
         log.spawn_listener(ctx.shutdown.clone());
         let intake = service::Intake::new(
