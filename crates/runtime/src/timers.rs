@@ -2,12 +2,14 @@
 //! if the process that scheduled it is gone.
 //!
 //! Timers are rows, not tasks: one row per (kind, subject), scheduled inside the caller's
-//! transaction. A scheduler claims due rows in batches (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL) under a lease, fires each inside a transaction that also deletes the row, and
-//! sleeps until the next due time or until woken by a newly scheduled one. A replica that dies
-//! mid-batch loses nothing: its lease runs out and another replica claims the rows again; a
-//! fire whose lease was taken over in the meantime is rolled back, so each timer takes effect
-//! once. A timer that came due while every replica was down fires on start.
+//! transaction. On PostgreSQL a scheduler deletes a chunk of due rows (`FOR UPDATE SKIP
+//! LOCKED`) in the transaction that fires them; on SQLite, and for a chunk whose transaction
+//! failed, it claims them under a lease first and fires each in a transaction that deletes the
+//! row. It then sleeps until the next due time or until woken by a newly scheduled one. A
+//! replica that dies mid-batch loses nothing: its transaction rolls back, or its lease runs out
+//! and another replica claims the rows again; a fire whose lease was taken over in the
+//! meantime is rolled back, so each timer takes effect once. A timer that came due while every
+//! replica was down fires on start.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -140,9 +142,10 @@ pub trait TimerHandler: Send + Sync {
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
 
-    /// Called once per claimed batch before any of it fires (while the first transaction
-    /// completes and loads its timers): the place for one call that every timer of the batch
-    /// depends on (e.g. asking another service about all their subjects at once). An error
+    /// Called once per batch before any of it fires, while the transaction that fires it
+    /// takes (or completes) and loads its timers: the place for one call that every timer of
+    /// the batch depends on (e.g. asking another service about all their subjects at once). A
+    /// batch is a transaction's chunk on PostgreSQL, a claim of up to 512 on SQLite. An error
     /// leaves the whole batch claimed: it is retried when the lease runs out, and nothing of
     /// it fires before.
     fn prepare(&self, batch: &[Timer]) -> impl Future<Output = Result<(), HandlerError>> + Send {
@@ -151,6 +154,8 @@ pub trait TimerHandler: Send + Sync {
     }
 }
 
+/// What a claim or take returns: the columns [`Timer`] is read from.
+const TIMER_COLUMNS: &str = "timer_id, kind, subject, due_at, payload, attempts, trace_context";
 /// How long a claim lasts before another replica may take the timer over.
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
 /// Timers claimed per query (and checked in one `prepare`).
@@ -189,6 +194,17 @@ struct Started {
     owned: Vec<Timer>,
     /// What completing and loading recorded, published with the commit.
     staged: Staged,
+}
+
+/// What one transaction of [`Timers::take_due`] did.
+enum Taken {
+    /// It fired this many timers (none: nothing was due) and committed.
+    Fired(usize),
+    /// It took `timers` and rolled back: `prepare` failed, or loading, firing or flushing.
+    Failed {
+        timers: Vec<Timer>,
+        prepared: Result<(), HandlerError>,
+    },
 }
 
 /// The timers of one service's database, claimed as one replica.
@@ -350,7 +366,7 @@ impl Timers {
             "UPDATE timers SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
              WHERE timer_id IN (SELECT timer_id FROM timers WHERE due_at <= $3 AND claimed_until <= $3 \
                                 ORDER BY due_at LIMIT $4 {lock}) \
-             RETURNING timer_id, kind, subject, due_at, payload, attempts, trace_context"
+             RETURNING {TIMER_COLUMNS}"
         );
         let rows = sqlx::query(&sql)
             .bind(self.replica.as_str())
@@ -418,6 +434,9 @@ impl Timers {
         now: Timestamp,
         handler: &H,
     ) -> Result<usize, DbError> {
+        if self.db.backend() == Backend::Postgres {
+            return self.take_due(now, handler).await;
+        }
         let mut fired = 0;
         loop {
             let batch = self.claim_due(now, BATCH).await?;
@@ -458,6 +477,132 @@ impl Timers {
                 return Ok(fired);
             }
         }
+    }
+
+    /// [`Timers::fire_due`] on PostgreSQL: each transaction takes (deletes, skipping rows
+    /// locked by others) up to a chunk of due timers and fires them. No claim is committed
+    /// first, so a timer that just came due takes effect two round trips and a commit sooner,
+    /// and each fired timer's row is written once instead of twice. A replica that dies
+    /// mid-transaction loses nothing: the rollback gives its rows back at once. A chunk that
+    /// fails (`prepare`, `load`, `fire` or `flush`) is rolled back and claimed under a lease
+    /// instead, then handled as on SQLite: fired one by one, each failure kept to itself and
+    /// retried when its lease runs out, or, when `prepare` failed, the chunk left claimed.
+    async fn take_due<H: TimerHandler>(
+        &self,
+        now: Timestamp,
+        handler: &H,
+    ) -> Result<usize, DbError> {
+        let chunk = H::COMMIT_EVERY.max(1);
+        let mut fired = 0;
+        loop {
+            let (outcome, staged) = Staged::collect(self.take_and_fire(now, chunk, handler)).await;
+            match outcome? {
+                Taken::Fired(0) => return Ok(fired),
+                Taken::Fired(n) => {
+                    staged.publish();
+                    handler.after_commit();
+                    fired += n;
+                    if n < chunk {
+                        return Ok(fired);
+                    }
+                }
+                Taken::Failed { timers, prepared } => {
+                    let claimed = self.claim_these(now, &timers).await?;
+                    if let Err(error) = prepared {
+                        tracing::warn!(timers = claimed.len(), %error, "timer batch not ready; retried after its lease");
+                        return Ok(fired);
+                    }
+                    fired += self.fire_chunk(&claimed, handler).await?;
+                }
+            }
+        }
+    }
+
+    /// One transaction of [`Timers::take_due`].
+    async fn take_and_fire<H: TimerHandler>(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        handler: &H,
+    ) -> Result<Taken, DbError> {
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "DELETE FROM timers WHERE timer_id IN (SELECT timer_id FROM timers \
+             WHERE due_at <= $1 AND claimed_until <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING {TIMER_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_micros(now))
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut timers = rows
+            .iter()
+            .map(timer_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if timers.is_empty() {
+            tx.rollback().await?;
+            return Ok(Taken::Fired(0));
+        }
+        timers.sort_by_key(|t| t.due_at);
+        let (prepared, loaded) =
+            tokio::join!(handler.prepare(&timers), handler.load(&mut tx, &timers));
+        // Nothing fires before `prepare` answered.
+        if let Err(error) = prepared {
+            tx.rollback().await?;
+            return Ok(Taken::Failed {
+                timers,
+                prepared: Err(error),
+            });
+        }
+        let applied = async {
+            loaded?;
+            for timer in &timers {
+                handler
+                    .fire(&mut tx, timer)
+                    .instrument(fire_span(timer))
+                    .await?;
+            }
+            handler.flush(&mut tx).await
+        }
+        .await;
+        if applied.is_err() {
+            tx.rollback().await?;
+            return Ok(Taken::Failed {
+                timers,
+                prepared: Ok(()),
+            });
+        }
+        tx.commit().await?;
+        Ok(Taken::Fired(timers.len()))
+    }
+
+    /// Claims `timers` (taken and given back by a failed transaction) under a lease, those
+    /// that no one else claimed in between.
+    async fn claim_these(&self, now: Timestamp, timers: &[Timer]) -> Result<Vec<Timer>, DbError> {
+        let mut claimed = Vec::with_capacity(timers.len());
+        for chunk in timers.chunks(WRITE_ROWS) {
+            let sql = format!(
+                "UPDATE timers SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
+                 WHERE claimed_until <= $3 AND timer_id IN ({}) RETURNING {TIMER_COLUMNS}",
+                (0..chunk.len())
+                    .map(|i| format!("${}", i + 4))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(self.replica.as_str())
+                .bind(to_micros(now.saturating_add(LEASE).unwrap_or(now)))
+                .bind(to_micros(now));
+            for timer in chunk {
+                query = query.bind(timer.timer_id.as_str());
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                claimed.push(timer_from_row(&row)?);
+            }
+        }
+        claimed.sort_by_key(|t| t.due_at);
+        Ok(claimed)
     }
 
     /// The fast path: completes a chunk of claimed timers with one statement and fires them all

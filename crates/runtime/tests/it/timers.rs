@@ -463,6 +463,75 @@ pub async fn buffered_effects_are_flushed_per_transaction_and_a_failure_stays_al
     assert_eq!(total, 1, "the bad timer stays claimed, to be retried");
 }
 
+/// Records like [`Record`], but its `prepare` fails while `ready` is false, as followup's
+/// does when intake cannot say which leads may be contacted.
+#[derive(Default)]
+struct Unprepared {
+    ready: std::sync::atomic::AtomicBool,
+    prepared: std::sync::atomic::AtomicUsize,
+}
+
+impl TimerHandler for Unprepared {
+    async fn prepare(&self, batch: &[Timer]) -> Result<(), HandlerError> {
+        if !self.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("the other service is away".into());
+        }
+        self.prepared
+            .fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        Record.fire(tx, timer).await
+    }
+}
+
+pub async fn a_failed_prepare_fires_nothing_and_leaves_the_batch_claimed(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let now = t0();
+    let batch: Vec<NewTimer> = (0..40)
+        .map(|n| {
+            timer(
+                &format!("lead-{n:02}"),
+                now - SignedDuration::from_secs(40 - n),
+            )
+        })
+        .collect();
+    schedule(&db, &batch).await;
+    let handler = Unprepared::default();
+    assert_eq!(timers.fire_due(now, &handler).await.unwrap(), 0);
+    assert!(
+        fired(&db).await.is_empty(),
+        "nothing fires before prepare answered"
+    );
+    // Left claimed, not given back: another replica (or this one) does not retry it at once.
+    let (total, due) = timers.counts(now).await.unwrap();
+    assert_eq!((total, due), (40, 40));
+    handler
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let other = Timers::new(db.clone());
+    let fired_now = other.fire_due(now, &handler).await.unwrap()
+        + timers.fire_due(now, &handler).await.unwrap();
+    assert!(
+        fired_now < 40,
+        "the claimed part of the batch waits for its lease: {fired_now} fired"
+    );
+    // After the lease, everything fires, once.
+    let later = now + SignedDuration::from_mins(1);
+    assert_eq!(
+        fired_now + other.fire_due(later, &handler).await.unwrap(),
+        40
+    );
+    let mut recorded = fired(&db).await;
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        batch.iter().map(|t| t.subject.clone()).collect::<Vec<_>>()
+    );
+}
+
 pub async fn schedule_all_upserts_and_cancel_all_removes(db: Db) {
     let timers = Timers::new(db.clone());
     let now = t0();
@@ -519,6 +588,7 @@ macro_rules! timer_suite {
                 a_failing_timer_rolls_back_alone_and_stays_claimed,
                 a_timer_fires_in_the_trace_that_scheduled_it,
                 buffered_effects_are_flushed_per_transaction_and_a_failure_stays_alone,
+                a_failed_prepare_fires_nothing_and_leaves_the_batch_claimed,
                 schedule_all_upserts_and_cancel_all_removes);
         }
     };
