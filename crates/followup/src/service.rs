@@ -1130,7 +1130,10 @@ impl TimerHandler for Followup {
         Ok(())
     }
 
+    /// Wakes the subscribers only: the timers this transaction scheduled are looked at by the
+    /// scheduler that fired it, which reads the next due time before it sleeps again. Waking
+    /// this process's other schedulers too would have each race for nothing after every step.
     fn after_commit(&self) {
-        self.wake();
+        self.log.wake();
     }
 }
