@@ -762,9 +762,9 @@ async fn measure_dispatch(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
             baseline: raw_rate,
             ratio: rate / raw_rate,
             note: format!(
-                "{n} due rows each, {k} concurrent claimers; Timers::fire_due claims a batch, then one \
-                 transaction per timer (delete + the handler's insert into `fired`); scheduling them \
-                 ran at {schedule_rate:.0}/s ({SCHEDULE_BATCH} per transaction){check}"
+                "{n} due rows each, {k} concurrent claimers; Timers::fire_due takes the default chunk of \
+                 due timers per transaction and fires them one by one (the handler's insert into \
+                 `fired`, a statement per timer); scheduling them ran at {schedule_rate:.0}/s ({SCHEDULE_BATCH} per transaction){check}"
             ),
         },
         Row {
