@@ -578,13 +578,15 @@ impl Timers {
     }
 
     /// Claims `timers` (taken and given back by a failed transaction) under a lease, those
-    /// that no one else claimed in between.
+    /// still due that no one else claimed in between: one rescheduled meanwhile (the
+    /// transaction that failed may have been the loser of a deadlock with the one that
+    /// rescheduled it) waits for its new due time.
     async fn claim_these(&self, now: Timestamp, timers: &[Timer]) -> Result<Vec<Timer>, DbError> {
         let mut claimed = Vec::with_capacity(timers.len());
         for chunk in timers.chunks(WRITE_ROWS) {
             let sql = format!(
                 "UPDATE timers SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-                 WHERE claimed_until <= $3 AND timer_id IN ({}) RETURNING {TIMER_COLUMNS}",
+                 WHERE due_at <= $3 AND claimed_until <= $3 AND timer_id IN ({}) RETURNING {TIMER_COLUMNS}",
                 (0..chunk.len())
                     .map(|i| format!("${}", i + 4))
                     .collect::<Vec<_>>()

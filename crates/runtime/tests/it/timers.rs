@@ -639,3 +639,75 @@ async fn concurrent_schedulers_fire_each_timer_exactly_once() {
     assert_eq!(subjects.len(), total);
     assert_eq!(unique.len(), total);
 }
+
+/// Fails its first `load` once another transaction waits to reschedule the timer it took, as
+/// when an API call that locked the same lead first wins the deadlock that follows.
+struct RescheduledMeanwhile {
+    db: Db,
+    to: Timestamp,
+    rescheduling: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TimerHandler for RescheduledMeanwhile {
+    async fn load(&self, _tx: &mut Tx, timers: &[Timer]) -> Result<(), HandlerError> {
+        if self.rescheduling.lock().unwrap().is_some() {
+            // The retry after the failure: loads like any handler.
+            return Ok(());
+        }
+        let (db, again) = (self.db.clone(), timer(&timers[0].subject, self.to));
+        let rescheduling = tokio::spawn(async move { schedule(&db, &[again]).await });
+        let waiting = testkit::eventually(250, || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap();
+            waiting > 0
+        })
+        .await;
+        assert!(waiting, "the rescheduling never waited for the taken row");
+        *self.rescheduling.lock().unwrap() = Some(rescheduling);
+        Err("lost a deadlock".into())
+    }
+
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        Record.fire(tx, timer).await
+    }
+}
+
+/// A timer rescheduled while the transaction that took it failed is not fired by the retry
+/// that follows the failure: it waits for its new due time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_rescheduled_while_its_fire_failed_waits_for_its_new_due_time() {
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+    prepare(&db).await;
+    let now = t0();
+    schedule(&db, &[timer("lead", now - SignedDuration::from_secs(1))]).await;
+    let later = now + SignedDuration::from_mins(10);
+    let handler = RescheduledMeanwhile {
+        db: db.clone(),
+        to: later,
+        rescheduling: Default::default(),
+    };
+    let timers = Timers::new(db.clone());
+    assert_eq!(timers.fire_due(now, &handler).await.unwrap(), 0);
+    let rescheduling = handler.rescheduling.lock().unwrap().take();
+    rescheduling.expect("load ran").await.unwrap();
+    // What `fire_due` did not fire is not fired by anyone else before its time either.
+    assert_eq!(
+        Timers::new(db.clone())
+            .fire_due(now, &Record)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(fired(&db).await.is_empty(), "fired before its new due time");
+    assert_eq!(timers.counts(now).await.unwrap(), (1, 0));
+    assert_eq!(timers.fire_due(later, &Record).await.unwrap(), 1);
+    assert_eq!(fired(&db).await, ["lead"]);
+}
