@@ -49,7 +49,9 @@ pub struct Timer {
     pub subject: String,
     pub due_at: Timestamp,
     pub payload: Vec<u8>,
-    /// 1 on the first claim; more when a previous claim's lease ran out.
+    /// How many times it was claimed under a lease: 0 when taken straight by the transaction
+    /// that fires it (PostgreSQL), 1 on the first claim, more when a previous claim's lease ran
+    /// out.
     pub attempts: i64,
     /// W3C trace context of the span that scheduled it; the fire runs in a child of it.
     pub trace_context: BTreeMap<String, String>,
