@@ -2,14 +2,13 @@
 //! if the process that scheduled it is gone.
 //!
 //! Timers are rows, not tasks: one row per (kind, subject), scheduled inside the caller's
-//! transaction. On PostgreSQL a scheduler deletes a chunk of due rows (`FOR UPDATE SKIP
-//! LOCKED`) in the transaction that fires them; on SQLite, and for a chunk whose transaction
-//! failed, it claims them under a lease first and fires each in a transaction that deletes the
-//! row. It then sleeps until the next due time or until woken by a newly scheduled one. A
-//! replica that dies mid-batch loses nothing: its transaction rolls back, or its lease runs out
-//! and another replica claims the rows again; a fire whose lease was taken over in the
-//! meantime is rolled back, so each timer takes effect once. A timer that came due while every
-//! replica was down fires on start.
+//! transaction. A scheduler deletes a chunk of due rows (skipping rows others hold, `FOR UPDATE
+//! SKIP LOCKED`, on PostgreSQL) in the transaction that fires them; a chunk whose transaction
+//! failed is claimed under a lease instead and fired row by row. It then sleeps until the next
+//! due time or until woken by a newly scheduled one. A replica that dies mid-chunk loses
+//! nothing: its transaction rolls back, or its lease runs out and another replica claims the
+//! rows again; a fire whose lease was taken over in the meantime is rolled back, so each timer
+//! takes effect once. A timer that came due while every replica was down fires on start.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -50,8 +49,7 @@ pub struct Timer {
     pub due_at: Timestamp,
     pub payload: Vec<u8>,
     /// How many times it was claimed under a lease: 0 when taken straight by the transaction
-    /// that fires it (PostgreSQL), 1 on the first claim, more when a previous claim's lease ran
-    /// out.
+    /// that fires it, 1 on the first claim, more when a previous claim's lease ran out.
     pub attempts: i64,
     /// W3C trace context of the span that scheduled it; the fire runs in a child of it.
     pub trace_context: BTreeMap<String, String>,
@@ -144,11 +142,10 @@ pub trait TimerHandler: Send + Sync {
     /// this process's own subscribers and schedulers.
     fn after_commit(&self) {}
 
-    /// Called once per batch before any of it fires, while the transaction that fires it
-    /// takes (or completes) and loads its timers: the place for one call that every timer of
-    /// the batch depends on (e.g. asking another service about all their subjects at once). A
-    /// batch is a transaction's chunk on PostgreSQL, a claim of up to 512 on SQLite. An error
-    /// leaves the whole batch claimed: it is retried when the lease runs out, and nothing of
+    /// Called once per transaction's chunk before any of it fires, while the transaction
+    /// takes and loads its timers: the place for one call that every timer of the chunk
+    /// depends on (e.g. asking another service about all their subjects at once). An error
+    /// leaves the whole chunk claimed: it is retried when the lease runs out, and nothing of
     /// it fires before.
     fn prepare(&self, batch: &[Timer]) -> impl Future<Output = Result<(), HandlerError>> + Send {
         let _ = batch;
@@ -160,8 +157,6 @@ pub trait TimerHandler: Send + Sync {
 const TIMER_COLUMNS: &str = "timer_id, kind, subject, due_at, payload, attempts, trace_context";
 /// How long a claim lasts before another replica may take the timer over.
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
-/// Timers claimed per query (and checked in one `prepare`).
-const BATCH: i64 = 512;
 /// Timers fired per transaction unless the handler says otherwise: enough to spread a commit
 /// over many, few enough that one transaction does not hold its locks (SQLite's single
 /// writer, the rows a handler updates) for long.
@@ -190,15 +185,7 @@ pub fn workers(configured: Option<usize>, backend: Backend, pool: u32) -> usize 
 /// leases. Timers scheduled in this process wake the scheduler at once.
 const FALLBACK: Duration = Duration::from_secs(1);
 
-/// A chunk's transaction with its timers completed and loaded, ready to fire them.
-struct Started {
-    tx: Tx,
-    owned: Vec<Timer>,
-    /// What completing and loading recorded, published with the commit.
-    staged: Staged,
-}
-
-/// What one transaction of [`Timers::take_due`] did.
+/// What one transaction of [`Timers::fire_due`] did.
 enum Taken {
     /// It fired this many timers (none: nothing was due) and committed.
     Fired(usize),
@@ -357,13 +344,18 @@ impl Timers {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Claims up to `limit` timers due at `now`, earliest first, under a lease.
-    pub async fn claim_due(&self, now: Timestamp, limit: i64) -> Result<Vec<Timer>, DbError> {
-        let lock = match self.db.backend() {
+    /// The row-lock clause of a query that picks due timers.
+    fn skip_locked(&self) -> &'static str {
+        match self.db.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             // One writer: nothing to skip.
             Backend::Sqlite => "",
-        };
+        }
+    }
+
+    /// Claims up to `limit` timers due at `now`, earliest first, under a lease.
+    pub async fn claim_due(&self, now: Timestamp, limit: i64) -> Result<Vec<Timer>, DbError> {
+        let lock = self.skip_locked();
         let sql = format!(
             "UPDATE timers SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
              WHERE timer_id IN (SELECT timer_id FROM timers WHERE due_at <= $3 AND claimed_until <= $3 \
@@ -429,67 +421,18 @@ impl Timers {
         Ok((row.try_get("total")?, row.try_get("due")?))
     }
 
-    /// Fires every timer due at `now`, batch by batch; returns how many took effect. A failing
-    /// handler leaves its timer claimed: it is retried when the lease runs out.
+    /// Fires every timer due at `now`, a transaction's chunk at a time; returns how many took
+    /// effect. A failing handler leaves its timer claimed: it is retried when the lease runs
+    /// out.
+    ///
+    /// Each transaction takes (deletes) up to a chunk of due timers, skipping rows locked by
+    /// others on PostgreSQL, and fires them. No claim is committed first, so a timer that just
+    /// came due takes effect a round trip and a commit sooner, and each fired timer's row is
+    /// written once. A replica that dies mid-transaction loses nothing: the rollback gives its
+    /// rows back at once. A chunk that fails (`prepare`, `load`, `fire` or `flush`) is rolled
+    /// back and claimed under a lease instead, then fired one by one, each failure kept to
+    /// itself and retried when its lease runs out; or, when `prepare` failed, left claimed.
     pub async fn fire_due<H: TimerHandler>(
-        &self,
-        now: Timestamp,
-        handler: &H,
-    ) -> Result<usize, DbError> {
-        if self.db.backend() == Backend::Postgres {
-            return self.take_due(now, handler).await;
-        }
-        let mut fired = 0;
-        loop {
-            let batch = self.claim_due(now, BATCH).await?;
-            let full = batch.len() as i64 == BATCH;
-            let mut chunks = batch.chunks(H::COMMIT_EVERY.max(1));
-            let Some(first) = chunks.next() else {
-                return Ok(fired);
-            };
-            // The first chunk's transaction completes and loads its timers while `prepare` is
-            // under way, so a timer that just came due takes effect one call sooner; nothing
-            // fires before `prepare` answered.
-            let (prepared, started) =
-                tokio::join!(handler.prepare(&batch), self.start_together(first, handler));
-            if let Err(error) = prepared {
-                if let Ok(Some(started)) = started {
-                    // Undoes the completion: the whole batch stays claimed.
-                    started.tx.rollback().await?;
-                }
-                tracing::warn!(timers = batch.len(), %error, "timer batch not ready; retried after its lease");
-                return Ok(fired);
-            }
-            let first_fired = match started? {
-                Some(started) => self.finish_together(started, handler).await?,
-                None => None,
-            };
-            fired += match first_fired {
-                Some(fired) => fired,
-                // Something failed: find out what, one savepoint per timer.
-                None => self.fire_chunk(first, handler).await?,
-            };
-            for chunk in chunks {
-                fired += match self.fire_together(chunk, handler).await? {
-                    Some(fired) => fired,
-                    None => self.fire_chunk(chunk, handler).await?,
-                };
-            }
-            if !full {
-                return Ok(fired);
-            }
-        }
-    }
-
-    /// [`Timers::fire_due`] on PostgreSQL: each transaction takes (deletes, skipping rows
-    /// locked by others) up to a chunk of due timers and fires them. No claim is committed
-    /// first, so a timer that just came due takes effect two round trips and a commit sooner,
-    /// and each fired timer's row is written once instead of twice. A replica that dies
-    /// mid-transaction loses nothing: the rollback gives its rows back at once. A chunk that
-    /// fails (`prepare`, `load`, `fire` or `flush`) is rolled back and claimed under a lease
-    /// instead, then handled as on SQLite: fired one by one, each failure kept to itself and
-    /// retried when its lease runs out, or, when `prepare` failed, the chunk left claimed.
-    async fn take_due<H: TimerHandler>(
         &self,
         now: Timestamp,
         handler: &H,
@@ -520,7 +463,7 @@ impl Timers {
         }
     }
 
-    /// One transaction of [`Timers::take_due`].
+    /// One transaction of [`Timers::fire_due`].
     async fn take_and_fire<H: TimerHandler>(
         &self,
         now: Timestamp,
@@ -530,8 +473,9 @@ impl Timers {
         let mut tx = self.db.begin().await?;
         let sql = format!(
             "DELETE FROM timers WHERE timer_id IN (SELECT timer_id FROM timers \
-             WHERE due_at <= $1 AND claimed_until <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING {TIMER_COLUMNS}"
+             WHERE due_at <= $1 AND claimed_until <= $1 ORDER BY due_at LIMIT $2 {}) \
+             RETURNING {TIMER_COLUMNS}",
+            self.skip_locked()
         );
         let rows = sqlx::query(&sql)
             .bind(to_micros(now))
@@ -607,111 +551,6 @@ impl Timers {
         }
         claimed.sort_by_key(|t| t.due_at);
         Ok(claimed)
-    }
-
-    /// The fast path: completes a chunk of claimed timers with one statement and fires them all
-    /// in one transaction. `None` (everything rolled back) when any handler fails, so the
-    /// caller can fire them one by one and keep the failure to itself.
-    async fn fire_together<H: TimerHandler>(
-        &self,
-        chunk: &[Timer],
-        handler: &H,
-    ) -> Result<Option<usize>, DbError> {
-        match self.start_together(chunk, handler).await? {
-            Some(started) => self.finish_together(started, handler).await,
-            None => Ok(None),
-        }
-    }
-
-    /// The first half of [`Timers::fire_together`]: begins the transaction, completes the
-    /// chunk's timers that this replica still holds, and lets the handler load what they need.
-    /// `None` (rolled back) when loading failed.
-    async fn start_together<H: TimerHandler>(
-        &self,
-        chunk: &[Timer],
-        handler: &H,
-    ) -> Result<Option<Started>, DbError> {
-        let (result, staged) = Staged::collect(async {
-            let mut tx = self.db.begin().await?;
-            // Fenced like `complete`: only rows this replica still holds under the same claim.
-            let pairs = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "DELETE FROM timers WHERE claimed_by = $1 AND (timer_id, attempts) IN (VALUES {pairs}) \
-                 RETURNING timer_id"
-            );
-            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(self.replica.as_str());
-            for timer in chunk {
-                query = query.bind(timer.timer_id.as_str()).bind(timer.attempts);
-            }
-            let owned: std::collections::HashSet<String> =
-                query.fetch_all(&mut *tx).await?.into_iter().collect();
-            let owned: Vec<Timer> = chunk
-                .iter()
-                .filter(|t| owned.contains(&t.timer_id))
-                .cloned()
-                .collect();
-            if owned.len() < chunk.len() {
-                tracing::info!(
-                    skipped = chunk.len() - owned.len(),
-                    "timers taken over or rescheduled; skipped"
-                );
-            }
-            if !owned.is_empty() && handler.load(&mut tx, &owned).await.is_err() {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            Ok::<_, DbError>(Some((tx, owned)))
-        })
-        .await;
-        Ok(result?.map(|(tx, owned)| Started { tx, owned, staged }))
-    }
-
-    /// The second half of [`Timers::fire_together`]: fires the loaded timers, lets the handler
-    /// write what they buffered, and commits.
-    async fn finish_together<H: TimerHandler>(
-        &self,
-        started: Started,
-        handler: &H,
-    ) -> Result<Option<usize>, DbError> {
-        let Started {
-            mut tx,
-            owned,
-            mut staged,
-        } = started;
-        let (result, fired_staged) = Staged::collect(async {
-            let applied = async {
-                if owned.is_empty() {
-                    return Ok(());
-                }
-                for timer in &owned {
-                    handler
-                        .fire(&mut tx, timer)
-                        .instrument(fire_span(timer))
-                        .await?;
-                }
-                handler.flush(&mut tx).await
-            }
-            .await;
-            if applied.is_err() {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            tx.commit().await?;
-            Ok::<_, DbError>(Some(owned.len()))
-        })
-        .await;
-        // Published only when the chunk committed; a rolled-back chunk is fired again.
-        if let Ok(Some(fired)) = result {
-            staged.append(fired_staged);
-            staged.publish();
-            if fired > 0 {
-                handler.after_commit();
-            }
-        }
-        result
     }
 
     /// Fires claimed timers in one transaction, each inside its own savepoint: one commit for
