@@ -692,63 +692,50 @@ pub async fn raw_claim_then_complete_loop(url: &str, k: usize) -> anyhow::Result
         .max_connections(k as u32)
         .connect(url)
         .await?;
+    let result = drain(k, |w| {
+        let (pool, me) = (pool.clone(), format!("raw-worker-{w}"));
+        move || {
+            let (pool, me) = (pool.clone(), me.clone());
+            async move {
+                let claimed: Vec<String> = sqlx::query_scalar(RAW_CLAIM)
+                    .bind(&me)
+                    .bind(to_micros(Timestamp::now()))
+                    .bind(RAW_BATCH)
+                    .fetch_all(&pool)
+                    .await?;
+                if claimed.is_empty() {
+                    return Ok(0);
+                }
+                Ok(sqlx::query(RAW_COMPLETE)
+                    .bind(&me)
+                    .bind(&claimed)
+                    .execute(&pool)
+                    .await?
+                    .rows_affected())
+            }
+        }
+    })
+    .await;
+    pool.close().await;
+    result
+}
+
+/// Runs `k` workers side by side, worker `w` repeating the round `worker(w)` makes until a
+/// round does nothing; rows done by all, and rows per second.
+pub async fn drain<W, R, F>(k: usize, worker: W) -> anyhow::Result<(u64, f64)>
+where
+    W: Fn(usize) -> R,
+    R: Fn() -> F + Send + 'static,
+    F: Future<Output = anyhow::Result<u64>> + Send,
+{
     let started = Instant::now();
     let workers: Vec<_> = (0..k)
         .map(|w| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                let me = format!("raw-worker-{w}");
-                let mut done = 0u64;
-                loop {
-                    let now = to_micros(Timestamp::now());
-                    let claimed: Vec<String> = sqlx::query_scalar(RAW_CLAIM)
-                        .bind(&me)
-                        .bind(now)
-                        .bind(RAW_BATCH)
-                        .fetch_all(&pool)
-                        .await?;
-                    if claimed.is_empty() {
-                        return anyhow::Ok(done);
-                    }
-                    done += sqlx::query(RAW_COMPLETE)
-                        .bind(&me)
-                        .bind(&claimed)
-                        .execute(&pool)
-                        .await?
-                        .rows_affected();
-                }
-            })
-        })
-        .collect();
-    let mut done = 0;
-    for w in workers {
-        done += w.await??;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
-    pool.close().await;
-    Ok((done, rate))
-}
-
-/// `k` workers run `sql` (bound to now and the batch size) until it finds nothing due; rows
-/// done and rows per second.
-pub async fn raw_loop(url: &str, k: usize, sql: &'static str) -> anyhow::Result<(u64, f64)> {
-    let pool = PgPoolOptions::new()
-        .max_connections(k as u32)
-        .connect(url)
-        .await?;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..k)
-        .map(|_| {
-            let pool = pool.clone();
+            let round = worker(w);
             tokio::spawn(async move {
                 let mut done = 0u64;
                 loop {
-                    let n = sqlx::query(sql)
-                        .bind(to_micros(Timestamp::now()))
-                        .bind(RAW_BATCH)
-                        .execute(&pool)
-                        .await?
-                        .rows_affected();
+                    let n = round().await?;
                     if n == 0 {
                         return anyhow::Ok(done);
                     }
@@ -761,8 +748,32 @@ pub async fn raw_loop(url: &str, k: usize, sql: &'static str) -> anyhow::Result<
     for w in workers {
         done += w.await??;
     }
-    let rate = done as f64 / started.elapsed().as_secs_f64();
+    Ok((done, done as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// `k` workers run `sql` (bound to now and the batch size) until it finds nothing due; rows
+/// done and rows per second.
+pub async fn raw_loop(url: &str, k: usize, sql: &'static str) -> anyhow::Result<(u64, f64)> {
+    let pool = PgPoolOptions::new()
+        .max_connections(k as u32)
+        .connect(url)
+        .await?;
+    let result = drain(k, |_| {
+        let pool = pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move {
+                Ok(sqlx::query(sql)
+                    .bind(to_micros(Timestamp::now()))
+                    .bind(RAW_BATCH)
+                    .execute(&pool)
+                    .await?
+                    .rows_affected())
+            }
+        }
+    })
+    .await;
     // Backends report their statistics when they exit.
     pool.close().await;
-    Ok((done, rate))
+    result
 }

@@ -35,8 +35,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use crate::common::{
-    Intake, Kind, RAW_BATCH, RAW_CLAIM_COMPLETE, Service, create_raw_table, iso, ms, pct, raw_loop,
-    seed_raw, table_stats,
+    Intake, Kind, RAW_BATCH, RAW_CLAIM_COMPLETE, Service, create_raw_table, drain, iso, ms, pct,
+    raw_loop, seed_raw, table_stats,
 };
 use crate::{Args, BenchDb, Row};
 
@@ -714,27 +714,14 @@ async fn measure_dispatch(args: &Args, url: &str) -> anyhow::Result<Vec<Row>> {
     eprintln!(
         "timers-dispatch:   scheduled at {schedule_rate:.0}/s; firing with {k} Timers replicas ..."
     );
-    let started = Instant::now();
-    let firers: Vec<_> = (0..k)
-        .map(|_| {
-            let timers = Timers::new(db.clone());
-            tokio::spawn(async move {
-                let mut fired = 0;
-                loop {
-                    let n = timers.fire_due(Timestamp::now(), &RecordFiring).await?;
-                    if n == 0 {
-                        return anyhow::Ok(fired);
-                    }
-                    fired += n;
-                }
-            })
-        })
-        .collect();
-    let mut fired = 0;
-    for f in firers {
-        fired += f.await??;
-    }
-    let rate = fired as f64 / started.elapsed().as_secs_f64();
+    let (fired, rate) = drain(k, |_| {
+        let timers = Timers::new(db.clone());
+        move || {
+            let timers = timers.clone();
+            async move { Ok(timers.fire_due(Timestamp::now(), &RecordFiring).await? as u64) }
+        }
+    })
+    .await?;
     db.close().await;
     let runtime_table = table_stats(url, "timers").await?;
     eprintln!("timers-dispatch:   {rate:.0} steps/s ({fired} fired); table {runtime_table}");
