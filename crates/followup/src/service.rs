@@ -22,6 +22,7 @@ use proto::intake::v1 as ipb;
 use proto::proof::v1 as ppb;
 use runtime::client::{CallOptions, Client, Method};
 use runtime::consumer::{EventHandler, HandlerError};
+use runtime::db::Batch;
 use runtime::grpc::to_proto_timestamp;
 use runtime::metrics::prometheus_client::metrics::counter::Counter;
 use runtime::metrics::prometheus_client::metrics::family::Family;
@@ -158,8 +159,8 @@ struct Effects {
 }
 
 impl Effects {
+    /// Writes everything gathered: one statement on PostgreSQL (see [`Batch`]), and forgets it.
     async fn write(&mut self, tx: &mut Tx, log: &EventLog) -> Result<(), DbError> {
-        self.rows.write(tx).await?;
         let mut schedule = Vec::new();
         let mut cancel = Vec::new();
         for (subject, wake) in self.wakes.drain() {
@@ -176,10 +177,16 @@ impl Effects {
                 None => cancel.push(subject),
             }
         }
-        Timers::schedule_all(tx, &schedule).await?;
-        Timers::cancel_all(tx, WAKE_TIMER, &cancel).await?;
-        log.append_traced(tx, &std::mem::take(&mut self.events))
-            .await
+        let mut batch = Batch::default();
+        self.rows.push_into(&mut batch);
+        Timers::schedule_into(&mut batch, &schedule);
+        Timers::cancel_into(&mut batch, WAKE_TIMER, &cancel);
+        log.append_traced_into(&mut batch, &self.events);
+        batch.execute(tx).await?;
+        drop(batch);
+        self.rows.clear();
+        self.events.clear();
+        Ok(())
     }
 }
 

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::Timestamp;
-use runtime::db::{Backend, Db, DbError, Tx, from_micros, to_micros, values_placeholders};
+use runtime::db::{
+    Backend, Batch, Db, DbError, Tx, Value, from_micros, to_micros, values_placeholders,
+};
 use runtime::pii::Pii;
 use sqlx::Row;
 use uuid::Uuid;
@@ -167,75 +169,111 @@ impl Writes {
             .push((contact.to_owned(), lead.to_string(), to_micros(at)));
     }
 
-    /// Writes everything gathered inside `tx`, and forgets it.
-    pub async fn write(&mut self, tx: &mut Tx) -> Result<(), DbError> {
-        let enrollments = std::mem::take(&mut self.enrollments);
-        self.index.clear();
-        for chunk in enrollments.chunks(ROWS_PER_STATEMENT) {
+    /// Adds everything gathered to `batch`, to be written with the rest of the transaction's
+    /// writes; [`Writes::clear`] forgets it once written.
+    pub fn push_into<'a>(&'a self, batch: &mut Batch<'a>) {
+        for chunk in self.enrollments.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO enrollments (lead_id, owner_id, contact_key, phone_key, status, record, context, trace_context) \
                  VALUES {} ON CONFLICT (lead_id) DO UPDATE SET owner_id = excluded.owner_id, \
                  status = excluded.status, record = excluded.record, context = excluded.context",
                 values_placeholders(chunk.len(), 8)
             );
-            let mut query = sqlx::query(&sql);
+            let mut values: Vec<Value<'a>> = Vec::with_capacity(chunk.len() * 8);
             for row in chunk {
-                query = query
-                    .bind(row.lead.as_str())
-                    .bind(row.owner.as_str())
-                    .bind(row.contact.as_str())
-                    .bind(row.phone.as_str())
-                    .bind(row.status)
-                    .bind(row.record.as_str())
-                    .bind(row.context.as_slice())
-                    .bind(row.trace.as_str());
+                values.extend([
+                    row.lead.as_str().into(),
+                    row.owner.as_str().into(),
+                    row.contact.as_str().into(),
+                    row.phone.as_str().into(),
+                    row.status.into(),
+                    row.record.as_str().into(),
+                    row.context.as_slice().into(),
+                    row.trace.as_str().into(),
+                ]);
             }
-            query.execute(&mut **tx).await?;
-            // Few tasks are open per lead (normally one), so rewriting them is cheaper than
-            // diffing.
-            let sql = format!(
-                "DELETE FROM open_tasks WHERE lead_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
-                query = query.bind(row.lead.as_str());
-            }
-            query.execute(&mut **tx).await?;
-            let tasks: Vec<(&str, &(i64, String, i64))> = chunk
-                .iter()
-                .flat_map(|row| row.tasks.iter().map(|t| (row.lead.as_str(), t)))
-                .collect();
-            for tasks in tasks.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO open_tasks (lead_id, step_index, owner_id, due_at) VALUES {}",
-                    values_placeholders(tasks.len(), 4)
-                );
-                let mut query = sqlx::query(&sql);
-                for (lead, (task, owner, due)) in tasks {
-                    query = query
-                        .bind(*lead)
-                        .bind(*task)
-                        .bind(owner.as_str())
-                        .bind(*due);
-                }
-                query.execute(&mut **tx).await?;
-            }
+            batch.push(sql, values);
+            Self::push_tasks(chunk, batch);
         }
-        let touches = std::mem::take(&mut self.touches);
-        for chunk in touches.chunks(ROWS_PER_STATEMENT) {
+        for chunk in self.touches.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO touches (contact_key, fired_at, lead_id) VALUES {}",
                 values_placeholders(chunk.len(), 3)
             );
-            let mut query = sqlx::query(&sql);
+            let mut values: Vec<Value<'a>> = Vec::with_capacity(chunk.len() * 3);
             for (contact, lead, at) in chunk {
-                query = query.bind(contact.as_str()).bind(*at).bind(lead.as_str());
+                values.extend([contact.as_str().into(), (*at).into(), lead.as_str().into()]);
             }
-            query.execute(&mut **tx).await?;
+            batch.push(sql, values);
         }
-        Ok(())
     }
+
+    /// Makes the open tasks of `rows`' leads what the rows say: deletes the others, and
+    /// inserts or updates these. The two statements touch different rows, so they may run as
+    /// one; a task that did not change is not written at all (it is most of them: a step
+    /// opens one task and leaves the lead's others as they were).
+    fn push_tasks<'a>(rows: &'a [EnrollmentRow], batch: &mut Batch<'a>) {
+        let tasks: Vec<(&'a str, &'a (i64, String, i64))> = rows
+            .iter()
+            .flat_map(|row| row.tasks.iter().map(|t| (row.lead.as_str(), t)))
+            .collect();
+        let kept = if tasks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND (lead_id, step_index) NOT IN (VALUES {})",
+                offset_values(rows.len(), tasks.len(), 2)
+            )
+        };
+        let sql = format!(
+            "DELETE FROM open_tasks WHERE lead_id IN ({}){kept}",
+            placeholders(1, rows.len())
+        );
+        let values = rows
+            .iter()
+            .map(|row| row.lead.as_str().into())
+            .chain(
+                tasks
+                    .iter()
+                    .flat_map(|(lead, (task, _, _))| [(*lead).into(), (*task).into()]),
+            )
+            .collect();
+        batch.push(sql, values);
+        for tasks in tasks.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO open_tasks (lead_id, step_index, owner_id, due_at) VALUES {} \
+                 ON CONFLICT (lead_id, step_index) DO UPDATE SET owner_id = excluded.owner_id, \
+                 due_at = excluded.due_at \
+                 WHERE open_tasks.owner_id <> excluded.owner_id OR open_tasks.due_at <> excluded.due_at",
+                values_placeholders(tasks.len(), 4)
+            );
+            let mut values: Vec<Value<'a>> = Vec::with_capacity(tasks.len() * 4);
+            for (lead, (task, owner, due)) in tasks {
+                values.extend([
+                    (*lead).into(),
+                    (*task).into(),
+                    owner.as_str().into(),
+                    (*due).into(),
+                ]);
+            }
+            batch.push(sql, values);
+        }
+    }
+
+    /// Forgets everything gathered.
+    pub fn clear(&mut self) {
+        self.enrollments.clear();
+        self.index.clear();
+        self.touches.clear();
+    }
+}
+
+/// `($k,$k+1),...` for `rows` tuples of `cols`, numbered after `offset` parameters.
+fn offset_values(offset: usize, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(offset + 1 + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Followup's tables.
@@ -253,51 +291,6 @@ impl Store {
         &self.db
     }
 
-    /// Inserts or replaces a lead's enrolment, and makes its open tasks what the enrolment
-    /// says they are.
-    pub async fn save(
-        tx: &mut Tx,
-        enrollment: &Enrollment,
-        keys: &ContactKeys,
-        context: &[u8],
-    ) -> Result<(), DbError> {
-        let json = serde_json::to_string(enrollment).map_err(DbError::corrupt)?;
-        let lead = enrollment.lead.to_string();
-        sqlx::query(
-            "INSERT INTO enrollments (lead_id, owner_id, contact_key, phone_key, status, record, context) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (lead_id) DO UPDATE SET owner_id = excluded.owner_id, \
-             status = excluded.status, record = excluded.record, context = excluded.context",
-        )
-        .bind(&lead)
-        .bind(enrollment.owner())
-        .bind(&keys.contact)
-        .bind(&keys.phone)
-        .bind(status_name(enrollment))
-        .bind(json)
-        .bind(context.to_vec())
-        .execute(&mut **tx)
-        .await?;
-        // Few tasks are open per lead (normally one), so rewriting them is cheaper than diffing.
-        sqlx::query("DELETE FROM open_tasks WHERE lead_id = $1")
-            .bind(&lead)
-            .execute(&mut **tx)
-            .await?;
-        for task in enrollment.tasks.iter().filter(|t| t.is_open()) {
-            sqlx::query(
-                "INSERT INTO open_tasks (lead_id, step_index, owner_id, due_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&lead)
-            .bind(i64::from(task.task))
-            .bind(&task.owner)
-            .bind(to_micros(task.fired_at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// A lead's enrolment and context packet, locked until the transaction ends on PostgreSQL.
     /// The lead's own trace, kept when it was enrolled; empty if unknown.
     pub async fn lead_trace(tx: &mut Tx, lead: Uuid) -> Result<BTreeMap<String, String>, DbError> {
         let stored: Option<String> =
@@ -310,6 +303,7 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// A lead's enrolment and context packet, locked until the transaction ends on PostgreSQL.
     pub async fn load_for_update(
         tx: &mut Tx,
         backend: Backend,
@@ -514,24 +508,6 @@ impl Store {
             .collect()
     }
 
-    /// Touches of a contact since `since`, oldest first.
-    pub async fn touches_since(
-        tx: &mut Tx,
-        contact: &str,
-        since: Timestamp,
-    ) -> Result<Vec<Timestamp>, DbError> {
-        let rows = sqlx::query(
-            "SELECT fired_at FROM touches WHERE contact_key = $1 AND fired_at >= $2 ORDER BY fired_at",
-        )
-        .bind(contact)
-        .bind(to_micros(since))
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter()
-            .map(|row| Ok(from_micros(row.try_get("fired_at")?)))
-            .collect()
-    }
-
     /// Gives an erased lead `keys` (a key of its own instead of the person's), on its enrolment
     /// and on its touches, so its caps still count what was sent without naming anyone.
     pub async fn rekey_erased(tx: &mut Tx, lead: Uuid, keys: &ContactKeys) -> Result<(), DbError> {
@@ -545,22 +521,6 @@ impl Store {
         sqlx::query("UPDATE touches SET contact_key = $1 WHERE lead_id = $2")
             .bind(&keys.contact)
             .bind(&lead)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Records a touch of a contact.
-    pub async fn add_touch(
-        tx: &mut Tx,
-        contact: &str,
-        lead: Uuid,
-        at: Timestamp,
-    ) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO touches (contact_key, fired_at, lead_id) VALUES ($1, $2, $3)")
-            .bind(contact)
-            .bind(to_micros(at))
-            .bind(lead.to_string())
             .execute(&mut **tx)
             .await?;
         Ok(())

@@ -5,6 +5,7 @@
 //! where the dialects must differ ask [`Db::backend`]. Timestamps are stored as Unix
 //! microseconds (`BIGINT`), ids and JSON as `TEXT`, so one query serves both backends.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -237,6 +238,195 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+/// A value bound to a [`Batch`] statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    Bytes(Cow<'a, [u8]>),
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for Value<'_> {
+    fn from(text: String) -> Self {
+        Self::Text(Cow::Owned(text))
+    }
+}
+
+impl From<i64> for Value<'_> {
+    fn from(n: i64) -> Self {
+        Self::Int(n)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::Bytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl From<Vec<u8>> for Value<'_> {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Bytes(Cow::Owned(bytes))
+    }
+}
+
+/// Most parameters one combined statement binds: half of PostgreSQL's limit (65,535), so a
+/// statement added to a nearly full one never crosses it.
+const BATCH_PARAMETERS: usize = 32_000;
+
+/// Write statements of one transaction, sent together. On PostgreSQL they go out as one
+/// statement of data-modifying CTEs, `WITH s1 AS (...), s2 AS (...) ...`: one round trip
+/// however many tables a use case writes, where a round trip costs more than most of the
+/// statements. On SQLite, in process, they run one by one.
+///
+/// The statements of a batch must not touch the same rows, nor read what another writes:
+/// PostgreSQL runs a statement's parts against one snapshot, in no set order. Each statement
+/// numbers its own placeholders from `$1`, and has no `$` in a literal.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    statements: Vec<Statement<'a>>,
+    /// Whether the next statement pushed starts a new group (see [`Batch::fence`]).
+    fenced: bool,
+}
+
+#[derive(Debug)]
+struct Statement<'a> {
+    sql: String,
+    values: Vec<Value<'a>>,
+    /// Runs after everything pushed before it, not together with it.
+    after_fence: bool,
+}
+
+impl<'a> Batch<'a> {
+    /// Adds an `INSERT`, `UPDATE` or `DELETE` (without `RETURNING`) binding `values` to its
+    /// `$1`, `$2`, ...
+    pub fn push(&mut self, sql: String, values: Vec<Value<'a>>) {
+        debug_assert!(
+            values.len() <= BATCH_PARAMETERS,
+            "a statement binds too many values"
+        );
+        let after_fence = std::mem::take(&mut self.fenced);
+        self.statements.push(Statement {
+            sql,
+            values,
+            after_fence,
+        });
+    }
+
+    /// Makes the statements pushed from now on run after those pushed before, never
+    /// together with them: for writes whose order shows (rows numbered by a sequence).
+    pub fn fence(&mut self) {
+        self.fenced = !self.statements.is_empty();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Runs the statements inside `tx`, in the order they were pushed where they do not go
+    /// together, and empties the batch.
+    pub async fn execute(&mut self, tx: &mut Tx) -> Result<(), DbError> {
+        let statements = std::mem::take(&mut self.statements);
+        if backend_of(tx) == Backend::Sqlite {
+            for statement in &statements {
+                bind_all(sqlx::query(&statement.sql), &statement.values)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut rest = statements.as_slice();
+        while !rest.is_empty() {
+            let mut taken = 0;
+            let mut parameters = 0;
+            while let Some(next) = rest.get(taken) {
+                if taken > 0
+                    && (next.after_fence || parameters + next.values.len() > BATCH_PARAMETERS)
+                {
+                    break;
+                }
+                parameters += next.values.len();
+                taken += 1;
+            }
+            let (group, after) = rest.split_at(taken);
+            rest = after;
+            let sql = combine(group.iter().map(|s| (s.sql.as_str(), s.values.len())));
+            let query = group
+                .iter()
+                .fold(sqlx::query(&sql), |query, s| bind_all(query, &s.values));
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The backend a transaction runs on.
+pub fn backend_of(tx: &Tx) -> Backend {
+    if tx.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_all<'q>(mut query: AnyQuery<'q>, values: &'q [Value<'_>]) -> AnyQuery<'q> {
+    for value in values {
+        query = match value {
+            Value::Text(text) => query.bind(text.as_ref()),
+            Value::Int(n) => query.bind(*n),
+            Value::Bytes(bytes) => query.bind(bytes.as_ref()),
+        };
+    }
+    query
+}
+
+/// One statement of `statements` (each with its number of parameters): all but the last as
+/// CTEs of the last, their placeholders renumbered to follow one another.
+fn combine<'s>(statements: impl ExactSizeIterator<Item = (&'s str, usize)>) -> String {
+    let last = statements.len().saturating_sub(1);
+    let mut sql = String::new();
+    let mut offset = 0;
+    for (i, (statement, parameters)) in statements.enumerate() {
+        if i < last {
+            sql.push_str(if i == 0 { "WITH " } else { ", " });
+            sql.push_str(&format!("s{i} AS ("));
+            renumber(statement, offset, &mut sql);
+            sql.push(')');
+        } else {
+            if i > 0 {
+                sql.push(' ');
+            }
+            renumber(statement, offset, &mut sql);
+        }
+        offset += parameters;
+    }
+    sql
+}
+
+/// Appends `statement` to `out` with each placeholder `$n` made `$(n + offset)`.
+fn renumber(statement: &str, offset: usize, out: &mut String) {
+    let mut rest = statement;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+}
+
 /// `($1,$2),($3,$4),...`: the VALUES of a multi-row statement, `rows` tuples of `cols`.
 /// Multi-row statements keep bulk writes to a few round trips on both backends.
 pub fn values_placeholders(rows: usize, cols: usize) -> String {
@@ -308,6 +498,28 @@ mod tests {
     fn placeholders_number_every_parameter() {
         assert_eq!(values_placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
         assert_eq!(list_placeholders(2, 3), "$3,$4,$5");
+    }
+
+    #[test]
+    fn batches_become_one_statement_with_placeholders_in_sequence() {
+        let sql = combine(
+            [
+                ("INSERT INTO a VALUES ($1, $2)", 2),
+                ("DELETE FROM b WHERE x IN ($1)", 1),
+                ("INSERT INTO c VALUES ($1,$2),($3,$4)", 4),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            sql,
+            "WITH s0 AS (INSERT INTO a VALUES ($1, $2)), s1 AS (DELETE FROM b WHERE x IN ($3)) \
+             INSERT INTO c VALUES ($4,$5),($6,$7)"
+        );
+        assert_eq!(combine([("DELETE FROM b", 0)].into_iter()), "DELETE FROM b");
+        // Past nine, and a `$` with no number after it, stay what they were.
+        let mut out = String::new();
+        renumber("$9, $10, $, x$1y", 10, &mut out);
+        assert_eq!(out, "$19, $20, $, x$11y");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use crate::db::{Backend, Batch, Db, DbError, Tx, Value, from_micros, to_micros};
 
 /// Position in an event log: the writing transaction and the row within it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,6 +133,10 @@ impl StoredEvent {
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
 /// Events read per query while replaying.
 const BATCH: i64 = 500;
+
+/// Events per `INSERT`: 256 rows of 6 stay far below either backend's limit on bound
+/// parameters.
+const EVENT_ROWS: usize = 256;
 /// First and longest wait of [`EventLog::watch_held_back`] between its looks.
 const RECHECK_FIRST: Duration = Duration::from_millis(2);
 const RECHECK_MAX: Duration = Duration::from_millis(32);
@@ -199,8 +203,8 @@ impl EventLog {
         }
         let trace =
             crate::telemetry::encode_trace_context(&crate::telemetry::current_trace_context());
-        let rows: Vec<(&NewEvent, &str)> = events.iter().map(|e| (e, trace.as_str())).collect();
-        self.insert(tx, &rows).await
+        let rows = events.iter().map(|e| (e, trace.clone())).collect();
+        self.insert_now(tx, rows).await
     }
 
     /// [`EventLog::append`] for events gathered before they are written (e.g. the effects of
@@ -211,40 +215,37 @@ impl EventLog {
         tx: &mut Tx,
         events: &[(NewEvent, BTreeMap<String, String>)],
     ) -> Result<(), DbError> {
-        let traces: Vec<String> = events
-            .iter()
-            .map(|(_, trace)| crate::telemetry::encode_trace_context(trace))
-            .collect();
-        let rows: Vec<(&NewEvent, &str)> = events
-            .iter()
-            .zip(&traces)
-            .map(|((e, _), trace)| (e, trace.as_str()))
-            .collect();
-        self.insert(tx, &rows).await
+        let mut batch = Batch::default();
+        self.append_traced_into(&mut batch, events);
+        batch.execute(tx).await
     }
 
-    async fn insert(&self, tx: &mut Tx, events: &[(&NewEvent, &str)]) -> Result<(), DbError> {
+    /// [`EventLog::append_traced`], as statements of `batch` (written with the rest of it).
+    pub fn append_traced_into<'a>(
+        &self,
+        batch: &mut Batch<'a>,
+        events: &'a [(NewEvent, BTreeMap<String, String>)],
+    ) {
+        let rows: Vec<(&NewEvent, String)> = events
+            .iter()
+            .map(|(e, trace)| (e, crate::telemetry::encode_trace_context(trace)))
+            .collect();
+        self.insert(batch, rows);
+    }
+
+    async fn insert_now(
+        &self,
+        tx: &mut Tx,
+        events: Vec<(&NewEvent, String)>,
+    ) -> Result<(), DbError> {
+        let mut batch = Batch::default();
+        self.insert(&mut batch, events);
+        batch.execute(tx).await
+    }
+
+    fn insert<'a>(&self, batch: &mut Batch<'a>, events: Vec<(&'a NewEvent, String)>) {
         if events.is_empty() {
-            return Ok(());
-        }
-        // One multi-row INSERT per chunk keeps bulk intake and batched timers to a few round
-        // trips; 256 rows of 6 stay far below either backend's limit on bound parameters.
-        for chunk in events.chunks(256) {
-            let sql = format!(
-                "INSERT INTO event_log (event_id, event_type, aggregate_id, occurred_at, payload, trace_context) VALUES {}",
-                crate::db::values_placeholders(chunk.len(), 6)
-            );
-            let mut query = sqlx::query(&sql);
-            for (e, trace) in chunk {
-                query = query
-                    .bind(e.event_id.to_string())
-                    .bind(e.type_name.clone())
-                    .bind(e.aggregate_id.clone())
-                    .bind(to_micros(e.occurred_at))
-                    .bind(e.payload.clone())
-                    .bind(trace.to_string());
-            }
-            query.execute(&mut **tx).await?;
+            return;
         }
         crate::metrics::events_appended(
             self.service,
@@ -252,7 +253,30 @@ impl EventLog {
                 .iter()
                 .map(|(e, _)| e.type_name.rsplit('.').next().unwrap_or(&e.type_name)),
         );
-        Ok(())
+        // Rows take their `seq` in the order of a statement's VALUES, and a batch runs its
+        // statements in no set order: each chunk is fenced off from what is pushed after it
+        // (the next chunk, or a later append).
+        let mut rows = events.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(EVENT_ROWS).collect();
+            let sql = format!(
+                "INSERT INTO event_log (event_id, event_type, aggregate_id, occurred_at, payload, trace_context) VALUES {}",
+                crate::db::values_placeholders(chunk.len(), 6)
+            );
+            let mut values: Vec<Value<'a>> = Vec::with_capacity(chunk.len() * 6);
+            for (e, trace) in chunk {
+                values.extend([
+                    e.event_id.to_string().into(),
+                    e.type_name.as_str().into(),
+                    e.aggregate_id.as_str().into(),
+                    to_micros(e.occurred_at).into(),
+                    e.payload.as_slice().into(),
+                    trace.into(),
+                ]);
+            }
+            batch.push(sql, values);
+            batch.fence();
+        }
     }
 
     /// Commits a transaction that appended events and wakes this process's subscribers.

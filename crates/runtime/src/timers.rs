@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::consumer::HandlerError;
-use crate::db::{Backend, Db, DbError, Tx, from_micros, to_micros};
+use crate::db::{Backend, Batch, Db, DbError, Tx, Value, from_micros, to_micros};
 use crate::metrics::Staged;
 use crate::telemetry;
 
@@ -202,6 +202,16 @@ pub struct Timers {
     db: Db,
     replica: String,
     wake: Arc<watch::Sender<u64>>,
+    crew: Arc<Crew>,
+}
+
+/// What the schedulers of one process share (see [`Timers::run`]).
+#[derive(Debug, Default)]
+struct Crew {
+    /// Held by the one scheduler that sleeps until the next due time.
+    watch: tokio::sync::Mutex<()>,
+    /// Wakes the others to help with a backlog.
+    help: tokio::sync::Notify,
 }
 
 impl Timers {
@@ -210,6 +220,7 @@ impl Timers {
             db,
             replica: Uuid::now_v7().to_string(),
             wake: Arc::new(watch::channel(0).0),
+            crew: Arc::default(),
         }
     }
 
@@ -245,6 +256,16 @@ impl Timers {
         tx: &mut Tx,
         timers: &[(NewTimer, BTreeMap<String, String>)],
     ) -> Result<(), DbError> {
+        let mut batch = Batch::default();
+        Self::schedule_into(&mut batch, timers);
+        batch.execute(tx).await
+    }
+
+    /// [`Timers::schedule_all`], as statements of `batch` (written with the rest of it).
+    pub fn schedule_into<'a>(
+        batch: &mut Batch<'a>,
+        timers: &'a [(NewTimer, BTreeMap<String, String>)],
+    ) {
         // PostgreSQL refuses a statement that upserts the same row twice.
         let mut seen = std::collections::HashSet::new();
         let mut unique: Vec<&(NewTimer, BTreeMap<String, String>)> = timers
@@ -260,19 +281,19 @@ impl Timers {
                  trace_context = excluded.trace_context, claimed_by = '', claimed_until = 0, attempts = 0",
                 crate::db::values_placeholders(chunk.len(), 6)
             );
-            let mut query = sqlx::query(&sql);
+            let mut values: Vec<Value<'a>> = Vec::with_capacity(chunk.len() * 6);
             for (timer, trace) in chunk {
-                query = query
-                    .bind(Uuid::now_v7().to_string())
-                    .bind(timer.kind.as_str())
-                    .bind(timer.subject.as_str())
-                    .bind(to_micros(timer.due_at))
-                    .bind(timer.payload.clone())
-                    .bind(telemetry::encode_trace_context(trace));
+                values.extend([
+                    Uuid::now_v7().to_string().into(),
+                    timer.kind.as_str().into(),
+                    timer.subject.as_str().into(),
+                    to_micros(timer.due_at).into(),
+                    timer.payload.as_slice().into(),
+                    telemetry::encode_trace_context(trace).into(),
+                ]);
             }
-            query.execute(&mut **tx).await?;
+            batch.push(sql, values);
         }
-        Ok(())
     }
 
     /// [`Timers::cancel`] for many subjects of one kind; returns how many there were.
@@ -293,6 +314,20 @@ impl Timers {
         Ok(deleted)
     }
 
+    /// [`Timers::cancel_all`], as statements of `batch` (written with the rest of it).
+    pub fn cancel_into<'a>(batch: &mut Batch<'a>, kind: &'a str, subjects: &'a [String]) {
+        for chunk in subjects.chunks(WRITE_ROWS) {
+            let sql = format!(
+                "DELETE FROM timers WHERE kind = $1 AND subject IN ({})",
+                crate::db::list_placeholders(1, chunk.len())
+            );
+            let values = std::iter::once(kind.into())
+                .chain(chunk.iter().map(|s| s.as_str().into()))
+                .collect();
+            batch.push(sql, values);
+        }
+    }
+
     /// Cancels a timer inside the caller's transaction; true if there was one.
     pub async fn cancel(tx: &mut Tx, kind: &str, subject: &str) -> Result<bool, DbError> {
         let deleted = sqlx::query("DELETE FROM timers WHERE kind = $1 AND subject = $2")
@@ -304,13 +339,15 @@ impl Timers {
         Ok(deleted > 0)
     }
 
-    /// Another scheduler of the same timers, woken with this one. It claims under an id of its
-    /// own, so the claims it fences and releases are its own, as another replica's are.
+    /// Another scheduler of the same timers, sharing this one's wake-up and crew. It claims under
+    /// an id of its own, so the claims it fences and releases are its own, as another replica's
+    /// are.
     fn worker(&self) -> Self {
         Self {
             db: self.db.clone(),
             replica: Uuid::now_v7().to_string(),
             wake: Arc::clone(&self.wake),
+            crew: Arc::clone(&self.crew),
         }
     }
 
@@ -318,7 +355,8 @@ impl Timers {
     /// by `handler`: a handler keeps a transaction's state between `load`, `fire` and `flush`,
     /// so schedulers must not share one. They divide the due timers between them as replicas
     /// do (`SKIP LOCKED` claims, fenced completion), each under an id of its own (this one's
-    /// stays unused), and share its wake-up: [`Timers::wake`] on it or a clone wakes them all.
+    /// stays unused), and share its wake-up: [`Timers::wake`] on it or a clone wakes the one
+    /// watching for the next due time (see [`Timers::run`]).
     pub fn spawn<H, F>(
         &self,
         workers: usize,
@@ -339,7 +377,8 @@ impl Timers {
             .collect()
     }
 
-    /// Wakes this replica's schedulers (after committing a newly scheduled timer).
+    /// Wakes this replica's scheduler that watches for the next due time (after committing a
+    /// newly scheduled timer).
     pub fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -450,6 +489,8 @@ impl Timers {
                     if n < chunk {
                         return Ok(fired);
                     }
+                    // A full transaction: likely more than one scheduler's worth is due.
+                    self.crew.help.notify_waiters();
                 }
                 Taken::Failed { timers, prepared } => {
                     let claimed = self.claim_these(now, &timers).await?;
@@ -619,6 +660,14 @@ impl Timers {
 
     /// The scheduler: fires due timers, then sleeps until the next due time, a wake-up, or the
     /// fallback interval. Releases its claims when `stop` is cancelled.
+    ///
+    /// Of the schedulers of one process (see [`Timers::spawn`]), only one sleeps until the next
+    /// due time and listens for wake-ups; the others sleep until it asks for help (it took a
+    /// full transaction's worth: a backlog) or the fallback interval passes. All of them waking
+    /// for every due time would have each race the others for timers only one takes, and on two
+    /// cores that race doubled a lone follow-up step's due-to-visible latency. The price: while
+    /// the watcher fires a chunk smaller than a transaction, no one watches, and a timer coming
+    /// due meanwhile waits for that chunk's commit, or at most the fallback interval.
     pub async fn run<H: TimerHandler>(
         &self,
         clock: SharedClock,
@@ -632,6 +681,15 @@ impl Timers {
             if let Err(error) = self.fire_due(now, &handler).await {
                 tracing::warn!(%error, "firing timers failed; retrying");
             }
+            let helped = self.crew.help.notified();
+            let Ok(_watching) = self.crew.watch.try_lock() else {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = helped => {}
+                    _ = tokio::time::sleep(FALLBACK) => {}
+                }
+                continue;
+            };
             let sleep = match self.next_due(clock.now()).await {
                 Ok(Some(due)) => {
                     let until = clock.now().duration_until(due);
@@ -648,12 +706,31 @@ impl Timers {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = woken.changed() => {}
-                _ = tokio::time::sleep(sleep) => {}
+                _ = sleep_precisely(sleep) => {}
             }
         }
         if let Err(error) = self.release().await {
             tracing::warn!(%error, "releasing timer claims failed; they are retried after the lease");
         }
+    }
+}
+
+/// The part of a sleep [`sleep_precisely`] spends on a blocking thread.
+const PRECISE_TAIL: Duration = Duration::from_millis(2);
+
+/// Sleeps for `duration`, waking within tens of microseconds of its end. tokio's timer ticks
+/// in milliseconds and rounds up, so a scheduler it wakes is most of a millisecond late on
+/// average, which a timer due now would add to its lateness. The last stretch is slept on a
+/// blocking thread instead, held at most [`PRECISE_TAIL`]; a sleep given up meanwhile (a
+/// wake-up won the race) leaves that thread to finish it.
+async fn sleep_precisely(duration: Duration) {
+    let end = tokio::time::Instant::now() + duration;
+    if duration > PRECISE_TAIL {
+        tokio::time::sleep_until(end - PRECISE_TAIL).await;
+    }
+    let left = end.saturating_duration_since(tokio::time::Instant::now());
+    if !left.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
     }
 }
 

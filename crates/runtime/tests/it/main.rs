@@ -1,6 +1,7 @@
 //! Integration tests of the shared runtime against real databases.
 
 mod auth;
+mod batch;
 mod eventlog;
 mod gapfree;
 mod metrics;

@@ -640,6 +640,67 @@ async fn concurrent_schedulers_fire_each_timer_exactly_once() {
     assert_eq!(unique.len(), total);
 }
 
+/// Fires like [`Record`], slowly, and notes which scheduler fired each timer.
+struct SlowRecord {
+    scheduler: usize,
+    order: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl TimerHandler for SlowRecord {
+    async fn fire(&self, tx: &mut Tx, timer: &Timer) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Record.fire(tx, timer).await?;
+        self.order.lock().unwrap().push(self.scheduler);
+        Ok(())
+    }
+}
+
+/// Of a process's idle schedulers only one watches for the next due time, but a backlog it
+/// finds brings in the others at once, not after their fallback second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_brings_in_the_schedulers_that_were_not_watching() {
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let order = Arc::default();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = CancellationToken::new();
+    let workers = timers.spawn(3, Arc::new(runtime::SystemClock), stop.clone(), || {
+        SlowRecord {
+            scheduler: next.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            order: Arc::clone(&order),
+        }
+    });
+    // Each finds nothing due; one then watches, two wait.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let due = Timestamp::now() - SignedDuration::from_secs(1);
+    let backlog: Vec<NewTimer> = (0..300)
+        .map(|i| timer(&format!("backlog-{i}"), due))
+        .collect();
+    schedule(&db, &backlog).await;
+    timers.wake();
+    let all_fired = testkit::eventually(500, || async { fired(&db).await.len() >= 300 }).await;
+    assert!(all_fired, "the backlog was not worked off");
+    // Alone, the watcher would take 32 timers a transaction at 5 ms each: the first three
+    // transactions' worth by about 0.5 s, before the others' fallback second runs out.
+    let early: std::collections::HashSet<usize> =
+        order.lock().unwrap()[..96].iter().copied().collect();
+    assert!(
+        early.len() > 1,
+        "only scheduler {early:?} fired the first three transactions' worth"
+    );
+    stop.cancel();
+    for worker in workers {
+        tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// Fails its first `load` once another transaction waits to reschedule the timer it took, as
 /// when an API call that locked the same lead first wins the deadlock that follows.
 struct RescheduledMeanwhile {
