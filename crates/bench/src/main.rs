@@ -76,6 +76,11 @@ pub struct Args {
     /// latency figure).
     #[arg(long, default_value_t = 3_000)]
     pub followup_band: usize,
+    /// `VACUUM timers` once the due steps are dispatched, before the latency band: what
+    /// autovacuum does on a server that runs it (the figures say whether this one does).
+    /// Off by default, so the band meets the dispatch's dead rows as they were left.
+    #[arg(long)]
+    pub followup_vacuum_before_band: bool,
     /// The `fairchance-followup` binary `followup` starts; by default the one next to this
     /// benchmark's binary, built first with `cargo build --release -p bench -p followup`.
     #[arg(long)]
