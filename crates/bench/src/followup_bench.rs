@@ -285,8 +285,9 @@ async fn measure(setup: &Setup<'_>, empty_url: &str, full_url: &str) -> anyhow::
     let vacuumed = if args.followup_vacuum_before_band {
         let started = Instant::now();
         sqlx::query("VACUUM timers").execute(&pool).await?;
-        eprintln!("followup:   VACUUM timers in {:.2} s", started.elapsed().as_secs_f64());
-        Some(started.elapsed())
+        let took = started.elapsed();
+        eprintln!("followup:   VACUUM timers in {:.2} s", took.as_secs_f64());
+        Some(took)
     } else {
         None
     };
@@ -520,8 +521,9 @@ async fn measure(setup: &Setup<'_>, empty_url: &str, full_url: &str) -> anyhow::
     for ((table, before), after) in TABLES.iter().zip(&before).zip(&after) {
         let mut row = bloat_row(table, before, after, due + band);
         if *table == "timers" && vacuumed.is_some() {
-            row.note
-                .push_str("; vacuumed by the benchmark before the band (--followup-vacuum-before-band)");
+            row.note.push_str(
+                "; vacuumed by the benchmark before the band (--followup-vacuum-before-band)",
+            );
         }
         rows.push(row);
     }

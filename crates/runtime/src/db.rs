@@ -281,7 +281,7 @@ impl From<Vec<u8>> for Value<'_> {
 const BATCH_PARAMETERS: usize = 32_000;
 
 /// Write statements of one transaction, sent together. On PostgreSQL they go out as one
-/// statement of data-modifying CTEs, `WITH s1 AS (...), s2 AS (...) ...`: one round trip
+/// statement of data-modifying CTEs, `WITH s0 AS (...), s1 AS (...) ...`: one round trip
 /// however many tables a use case writes, where a round trip costs more than most of the
 /// statements. On SQLite, in process, they run one by one.
 ///
