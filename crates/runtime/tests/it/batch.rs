@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use runtime::db::{Batch, Value};
 use runtime::timers::{NewTimer, Timers};
 use runtime::{Db, EventLog, NewEvent};
-use testkit::TestDb;
 use uuid::Uuid;
 
 async fn prepare(db: &Db) {
@@ -149,34 +148,9 @@ pub async fn a_batch_beyond_one_statement_applies_in_full(db: Db) {
     assert_eq!(count, 30_000);
 }
 
-macro_rules! batch_suite {
-    ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-
-            async fn fresh() -> Option<(TestDb, Db)> {
-                let test_db: Option<TestDb> = $make;
-                let test_db = test_db?;
-                let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
-                Some((test_db, db))
-            }
-
-            batch_suite!(@tests a_batch_writes_every_table_it_was_given,
-                a_failing_statement_fails_the_whole_batch,
-                events_keep_their_order_across_chunks_and_appends,
-                a_batch_beyond_one_statement_applies_in_full);
-        }
-    };
-    (@tests $($name:ident),*) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                let Some((_guard, db)) = fresh().await else { return };
-                super::$name(db).await;
-            }
-        )*
-    };
-}
-
-batch_suite!(sqlite, Some(TestDb::sqlite()));
-batch_suite!(postgres, TestDb::postgres().await);
+on_both_backends!(
+    a_batch_writes_every_table_it_was_given,
+    a_failing_statement_fails_the_whole_batch,
+    events_keep_their_order_across_chunks_and_appends,
+    a_batch_beyond_one_statement_applies_in_full,
+);

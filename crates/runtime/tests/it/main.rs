@@ -1,5 +1,26 @@
 //! Integration tests of the shared runtime against real databases.
 
+/// Runs each named scenario (`async fn(Db)` in the invoking module) as a test on SQLite and
+/// one on PostgreSQL, each on a fresh database with the runtime's tables.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        on_both_backends!(@backend sqlite, Some(testkit::TestDb::sqlite()), $($name),*);
+        on_both_backends!(@backend postgres, testkit::TestDb::postgres().await, $($name),*);
+    };
+    (@backend $backend:ident, $make:expr, $($name:ident),*) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(test_db) = $make else { return };
+                    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+
 mod auth;
 mod batch;
 mod eventlog;

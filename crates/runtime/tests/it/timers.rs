@@ -51,6 +51,14 @@ impl TimerHandler for Record {
     }
 }
 
+/// A fresh PostgreSQL database with the `fired` table, for the scenarios only it can run.
+async fn postgres() -> Option<(TestDb, Db)> {
+    let test_db = TestDb::postgres().await?;
+    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
+    prepare(&db).await;
+    Some((test_db, db))
+}
+
 async fn fired(db: &Db) -> Vec<String> {
     sqlx::query_scalar("SELECT subject FROM fired ORDER BY seq")
         .fetch_all(db.pool())
@@ -568,52 +576,26 @@ pub async fn schedule_all_upserts_and_cancel_all_removes(db: Db) {
     assert_eq!(claimed, ["b", "a"]);
 }
 
-/// Instantiates every scenario above as a test on one backend.
-macro_rules! timer_suite {
-    ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-
-            async fn fresh() -> Option<(TestDb, Db)> {
-                let test_db: Option<TestDb> = $make;
-                let test_db = test_db?;
-                let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
-                Some((test_db, db))
-            }
-
-            timer_suite!(@tests due_timers_fire_in_order_once, rescheduling_replaces_and_cancel_removes,
-                a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back, released_claims_fire_at_once,
-                the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
-                spawned_schedulers_fire_each_timer_once,
-                a_failing_timer_rolls_back_alone_and_stays_claimed,
-                a_timer_fires_in_the_trace_that_scheduled_it,
-                buffered_effects_are_flushed_per_transaction_and_a_failure_stays_alone,
-                a_failed_prepare_fires_nothing_and_leaves_the_batch_claimed,
-                schedule_all_upserts_and_cancel_all_removes);
-        }
-    };
-    (@tests $($name:ident),*) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                let Some((_guard, db)) = fresh().await else { return };
-                super::$name(db).await;
-            }
-        )*
-    };
-}
-
-timer_suite!(sqlite, Some(TestDb::sqlite()));
-timer_suite!(postgres, TestDb::postgres().await);
+on_both_backends!(
+    due_timers_fire_in_order_once,
+    rescheduling_replaces_and_cancel_removes,
+    a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back,
+    released_claims_fire_at_once,
+    the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
+    spawned_schedulers_fire_each_timer_once,
+    a_failing_timer_rolls_back_alone_and_stays_claimed,
+    a_timer_fires_in_the_trace_that_scheduled_it,
+    buffered_effects_are_flushed_per_transaction_and_a_failure_stays_alone,
+    a_failed_prepare_fires_nothing_and_leaves_the_batch_claimed,
+    schedule_all_upserts_and_cancel_all_removes,
+);
 
 /// Many schedulers on PostgreSQL share due timers without firing any twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_schedulers_fire_each_timer_exactly_once() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some((_guard, db)) = postgres().await else {
         return;
     };
-    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
-    prepare(&db).await;
     let total = 2000;
     let all: Vec<NewTimer> = (0..total)
         .map(|n| timer(&format!("lead-{n}"), t0()))
@@ -659,11 +641,9 @@ impl TimerHandler for SlowRecord {
 /// finds brings in the others at once, not after their fallback second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backlog_brings_in_the_schedulers_that_were_not_watching() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some((_guard, db)) = postgres().await else {
         return;
     };
-    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
-    prepare(&db).await;
     let timers = Timers::new(db.clone());
     let order = Arc::default();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -742,11 +722,9 @@ impl TimerHandler for RescheduledMeanwhile {
 /// that follows the failure: it waits for its new due time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_rescheduled_while_its_fire_failed_waits_for_its_new_due_time() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some((_guard, db)) = postgres().await else {
         return;
     };
-    let db = test_db.connect(&crate::NO_SERVICE_MIGRATIONS).await;
-    prepare(&db).await;
     let now = t0();
     schedule(&db, &[timer("lead", now - SignedDuration::from_secs(1))]).await;
     let later = now + SignedDuration::from_mins(10);
