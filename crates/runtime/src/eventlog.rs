@@ -9,6 +9,7 @@
 //! Ordering on PostgreSQL is by the writing transaction's id and only below the snapshot's
 //! xmin (see the migration), so a cursor handed out is never overtaken by a late commit.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -203,8 +204,13 @@ impl EventLog {
         }
         let trace =
             crate::telemetry::encode_trace_context(&crate::telemetry::current_trace_context());
-        let rows = events.iter().map(|e| (e, trace.clone())).collect();
-        self.insert_now(tx, rows).await
+        let rows = events
+            .iter()
+            .map(|e| (e, Cow::from(trace.as_str())))
+            .collect();
+        let mut batch = Batch::default();
+        self.insert(&mut batch, rows);
+        batch.execute(tx).await
     }
 
     /// [`EventLog::append`] for events gathered before they are written (e.g. the effects of
@@ -226,24 +232,14 @@ impl EventLog {
         batch: &mut Batch<'a>,
         events: &'a [(NewEvent, BTreeMap<String, String>)],
     ) {
-        let rows: Vec<(&NewEvent, String)> = events
+        let rows: Vec<(&NewEvent, Cow<'_, str>)> = events
             .iter()
-            .map(|(e, trace)| (e, crate::telemetry::encode_trace_context(trace)))
+            .map(|(e, trace)| (e, crate::telemetry::encode_trace_context(trace).into()))
             .collect();
         self.insert(batch, rows);
     }
 
-    async fn insert_now(
-        &self,
-        tx: &mut Tx,
-        events: Vec<(&NewEvent, String)>,
-    ) -> Result<(), DbError> {
-        let mut batch = Batch::default();
-        self.insert(&mut batch, events);
-        batch.execute(tx).await
-    }
-
-    fn insert<'a>(&self, batch: &mut Batch<'a>, events: Vec<(&'a NewEvent, String)>) {
+    fn insert<'a>(&self, batch: &mut Batch<'a>, events: Vec<(&'a NewEvent, Cow<'a, str>)>) {
         if events.is_empty() {
             return;
         }
