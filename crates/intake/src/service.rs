@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use proto::intake::v1 as pb;
+use runtime::db::Batch;
 use runtime::idempotency::{self, Claim};
 use runtime::playbook::Playbook;
 use runtime::{DbError, EventLog, NewEvent, SharedClock, Tx};
@@ -99,11 +100,38 @@ pub struct OptedOut {
     pub newly_suppressed: bool,
 }
 
+/// A submission as far as it can be taken without the database: fingerprinted, validated
+/// and judged by the playbook's data-quality rules. Callers check their own submissions
+/// before queueing, so a group transaction holds its connection only for its reads and
+/// writes, and a malformed lead is answered without waiting for one.
+#[derive(Debug)]
+struct Checked {
+    /// The idempotency key, with the fingerprint of the request as sent (before
+    /// normalisation), which tells a retry from the key's reuse.
+    key: Option<(String, String)>,
+    /// The normalised lead with the data-quality rules it fails (none: it becomes a lead),
+    /// or why it is malformed.
+    verdict: Result<(LeadInput, Vec<Problem>), Vec<Problem>>,
+}
+
+impl Checked {
+    fn new(raw: LeadInput, key: Option<String>, playbook: &IntakePlaybook) -> Self {
+        let key = key.filter(|k| !k.is_empty()).map(|key| {
+            let body = serde_json::to_string(&raw).unwrap_or_default();
+            (key, idempotency::request_hash(body.as_bytes()))
+        });
+        let verdict = normalize(raw).map(|input| {
+            let problems = quality_problems(&input, playbook);
+            (input, problems)
+        });
+        Self { key, verdict }
+    }
+}
+
 /// A unary submission waiting for a group transaction.
 #[derive(Debug)]
 struct Queued {
-    input: LeadInput,
-    key: Option<String>,
+    checked: Checked,
     /// The caller's trace: the events its submission causes carry it on downstream.
     trace: BTreeMap<String, String>,
     reply: oneshot::Sender<Result<Submitted, IntakeError>>,
@@ -168,19 +196,22 @@ impl Intake {
         input: LeadInput,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted, IntakeError> {
-        let key = idempotency_key.map(str::to_owned);
+        let playbook = self.playbook.current();
+        let checked = Checked::new(input, idempotency_key.map(str::to_owned), &playbook);
+        if let Err(problems) = checked.verdict {
+            return Err(IntakeError::Invalid(problems));
+        }
         let Some(group) = &self.group else {
-            return self.submit_alone(input, key).await;
+            return self.submit_alone(checked, &playbook).await;
         };
         let (reply, answer) = oneshot::channel();
         let queued = Queued {
-            input,
-            key,
+            checked,
             trace: runtime::telemetry::current_trace_context(),
             reply,
         };
         if let Err(mpsc::error::SendError(queued)) = group.send(queued).await {
-            return self.submit_alone(queued.input, queued.key).await;
+            return self.submit_alone(queued.checked, &playbook).await;
         }
         answer
             .await
@@ -191,10 +222,10 @@ impl Intake {
 
     async fn submit_alone(
         &self,
-        input: LeadInput,
-        key: Option<String>,
+        checked: Checked,
+        playbook: &IntakePlaybook,
     ) -> Result<Submitted, IntakeError> {
-        let mut results = self.submit_many(vec![(input, key)]).await?;
+        let mut results = self.write_chunk(vec![checked], None, playbook).await?;
         results
             .pop()
             .unwrap_or(Err(IntakeError::Invalid(Vec::new())))
@@ -228,7 +259,7 @@ impl Intake {
         let mut traces = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
         for queued in group {
-            items.push((queued.input, queued.key));
+            items.push(queued.checked);
             traces.push(queued.trace);
             replies.push(queued.reply);
         }
@@ -263,47 +294,60 @@ impl Intake {
         let mut results = Vec::with_capacity(items.len());
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
-            let chunk: Vec<_> = items.by_ref().take(BULK_CHUNK).collect();
+            let chunk: Vec<_> = items
+                .by_ref()
+                .take(BULK_CHUNK)
+                .map(|(raw, key)| Checked::new(raw, key, &playbook))
+                .collect();
             results.extend(self.write_chunk(chunk, None, &playbook).await?);
         }
         Ok(results)
     }
 
-    /// Writes one chunk in one transaction. With `traces` (one per item), each event carries
-    /// the trace of the item that caused it; without, the current one.
+    /// Writes one chunk in one transaction: the contacts are claimed, then the chunk's leads,
+    /// touches and events go out as one statement (see [`Batch`]). With `traces` (one per
+    /// item), each event carries the trace of the item that caused it; without, the current
+    /// one.
     async fn write_chunk(
         &self,
-        chunk: Vec<(LeadInput, Option<String>)>,
+        chunk: Vec<Checked>,
         traces: Option<&[BTreeMap<String, String>]>,
         playbook: &IntakePlaybook,
     ) -> Result<Vec<Result<Submitted, IntakeError>>, IntakeError> {
         let now = self.clock.now_micros();
         let mut tx = self.store.db().begin().await?;
-        let (results, events) = self.submit_chunk(&mut tx, chunk, playbook, now).await?;
-        match traces {
-            Some(traces) => {
-                let events: Vec<_> = events
-                    .into_iter()
-                    .map(|(i, event)| (event, traces.get(i).cloned().unwrap_or_default()))
-                    .collect();
-                self.log.append_traced(&mut tx, &events).await?;
-            }
-            None => {
-                let events: Vec<_> = events.into_iter().map(|(_, event)| event).collect();
-                self.log.append(&mut tx, &events).await?;
-            }
-        }
+        let mut writes = Batch::default();
+        let (results, events) = self
+            .submit_chunk(&mut tx, &mut writes, chunk, playbook, now)
+            .await?;
+        let current = traces
+            .is_none()
+            .then(runtime::telemetry::current_trace_context);
+        let events: Vec<_> = events
+            .into_iter()
+            .map(|(i, event)| {
+                let trace = match (traces, &current) {
+                    (Some(traces), _) => traces.get(i).cloned(),
+                    (None, current) => current.clone(),
+                };
+                (event, trace.unwrap_or_default())
+            })
+            .collect();
+        let mut writes: Batch<'_> = writes;
+        self.log.append_traced_into(&mut writes, &events);
+        writes.execute(&mut tx).await?;
         self.log.commit(tx).await?;
         Ok(results)
     }
 
-    /// One chunk of submissions inside one transaction: validation, idempotency, data-quality
-    /// rules, then every accepted lead written together. Events come back in submission order,
-    /// each with the position of the item that caused it.
+    /// One chunk of checked submissions inside one transaction: idempotency, rejections, then
+    /// every accepted lead written together (into `writes`, which the caller runs). Events
+    /// come back in submission order, each with the position of the item that caused it.
     async fn submit_chunk(
         &self,
         tx: &mut Tx,
-        chunk: Vec<(LeadInput, Option<String>)>,
+        writes: &mut Batch<'static>,
+        chunk: Vec<Checked>,
         playbook: &IntakePlaybook,
         now: Timestamp,
     ) -> Result<(Vec<Result<Submitted, IntakeError>>, Vec<(usize, NewEvent)>), IntakeError> {
@@ -316,22 +360,15 @@ impl Intake {
         let mut claimed: HashMap<String, (String, usize)> = HashMap::new();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
 
-        for (i, (raw, key)) in chunk.into_iter().enumerate() {
-            let key = key.filter(|k| !k.is_empty());
-            // Fingerprint the request as sent, before normalisation, to tell a retry from reuse.
-            let hash = key.as_ref().map(|_| {
-                idempotency::request_hash(
-                    serde_json::to_string(&raw).unwrap_or_default().as_bytes(),
-                )
-            });
-            let input = match normalize(raw) {
-                Ok(input) => input,
+        for (i, Checked { key, verdict }) in chunk.into_iter().enumerate() {
+            let (input, problems) = match verdict {
+                Ok(checked) => checked,
                 Err(problems) => {
                     slots[i] = Some(Err(IntakeError::Invalid(problems)));
                     continue;
                 }
             };
-            if let (Some(key), Some(hash)) = (key, hash) {
+            if let Some((key, hash)) = key {
                 if let Some((first_hash, first)) = claimed.get(&key) {
                     if *first_hash == hash {
                         repeats.push((i, *first));
@@ -356,7 +393,6 @@ impl Intake {
                     }
                 }
             }
-            let problems = quality_problems(&input, playbook);
             if problems.is_empty() {
                 to_accept.push((i, input));
                 continue;
@@ -378,7 +414,7 @@ impl Intake {
         }
 
         let (positions, inputs): (Vec<usize>, Vec<LeadInput>) = to_accept.into_iter().unzip();
-        let accepted = self.accept_all(tx, inputs, playbook, now).await?;
+        let accepted = self.accept_all(tx, writes, inputs, playbook, now).await?;
         for (position, accepted) in positions.into_iter().zip(accepted) {
             events.push((position, accepted.event));
             slots[position] = Some(Ok(if accepted.merged {
@@ -409,10 +445,12 @@ impl Intake {
 
     /// Creates a lead for each input, or merges it into its contact's lead if that was first
     /// received within the duplicate window (several inputs of one contact in one batch: the
-    /// first decides, the rest merge). Results are in input order.
+    /// first decides, the rest merge). Results are in input order. Contacts are claimed in
+    /// `tx`; the leads, touches and flags are pushed to `writes`, which the caller runs.
     async fn accept_all(
         &self,
         tx: &mut Tx,
+        writes: &mut Batch<'static>,
         inputs: Vec<LeadInput>,
         playbook: &IntakePlaybook,
         now: Timestamp,
@@ -501,10 +539,12 @@ impl Intake {
         let mut new_leads: Vec<(Lead, usize)> = Vec::new();
         let mut touches: Vec<(LeadId, Touch, usize)> = Vec::new();
         let mut flagged: Vec<LeadId> = Vec::new();
-        let mut created: HashSet<LeadId> = HashSet::new();
+        // Leads created here, by id: where they are in `new_leads`.
+        let mut created: HashMap<LeadId, usize> = HashMap::new();
         for (i, input) in inputs.into_iter().enumerate() {
             let (lead_id, is_new) = target[contact_keys[i].as_str()];
-            if is_new && created.insert(lead_id) {
+            if is_new && !created.contains_key(&lead_id) {
+                created.insert(lead_id, new_leads.len());
                 let lead = Lead {
                     id: lead_id,
                     completeness_score: completeness_score(&input, playbook),
@@ -530,27 +570,47 @@ impl Intake {
                 ));
             }
         }
+        // A merge answers with the lead as it will stand, touches and flag included: stored
+        // leads are read before the writes (their contact rows are locked, so they cannot
+        // change meanwhile), leads of this batch are taken as built.
+        flagged.sort();
+        flagged.dedup();
+        let mut merged_leads: HashMap<LeadId, Lead> = HashMap::new();
+        let mut stored_flagged = Vec::new();
+        for lead_id in &flagged {
+            match created.get(lead_id) {
+                Some(&n) => new_leads[n].0.do_not_contact = true,
+                None => stored_flagged.push(*lead_id),
+            }
+        }
+        for (lead_id, touch, _) in &touches {
+            if !merged_leads.contains_key(lead_id) {
+                let lead = match created.get(lead_id) {
+                    Some(&n) => new_leads[n].0.clone(),
+                    None => Store::lead_in(tx, *lead_id)
+                        .await?
+                        .ok_or(IntakeError::LeadNotFound)?,
+                };
+                merged_leads.insert(*lead_id, lead);
+            }
+            if let Some(lead) = merged_leads.get_mut(lead_id) {
+                lead.touches.push(touch.clone());
+                lead.do_not_contact |= flagged.binary_search(lead_id).is_ok();
+            }
+        }
+        for lead in merged_leads.values_mut() {
+            lead.touches.sort_by_key(|t| (t.received_at, t.id));
+        }
+
         let rows: Vec<(&Lead, &str)> = new_leads
             .iter()
             .map(|(l, i)| (l, contact_keys[*i].as_str()))
             .collect();
-        Store::insert_leads(tx, &rows).await?;
+        Store::insert_leads(writes, &rows)?;
         let touch_rows: Vec<(LeadId, &Touch)> = touches.iter().map(|(id, t, _)| (*id, t)).collect();
-        Store::insert_touches(tx, &touch_rows).await?;
-        flagged.sort();
-        flagged.dedup();
-        Store::flag_leads_do_not_contact(tx, &flagged).await?;
+        Store::insert_touches(writes, &touch_rows)?;
+        Store::flag_leads_do_not_contact(writes, &stored_flagged);
 
-        // A merge answers with the lead as it now stands, touches included.
-        let mut merged_leads: HashMap<LeadId, Lead> = HashMap::new();
-        for (lead_id, _, _) in &touches {
-            if !merged_leads.contains_key(lead_id) {
-                let lead = Store::lead_in(tx, *lead_id)
-                    .await?
-                    .ok_or(IntakeError::LeadNotFound)?;
-                merged_leads.insert(*lead_id, lead);
-            }
-        }
         let mut out: Vec<Option<Accepted>> = (0..contact_keys.len()).map(|_| None).collect();
         for (lead, i) in new_leads {
             let event = pb::LeadAccepted {
@@ -659,9 +719,17 @@ impl Intake {
                     _ => Vec::new(),
                 };
                 if problems.is_empty() {
+                    let mut writes = Batch::default();
                     let mut accepted = self
-                        .accept_all(&mut tx, vec![rejection.input.clone()], &playbook, now)
+                        .accept_all(
+                            &mut tx,
+                            &mut writes,
+                            vec![rejection.input.clone()],
+                            &playbook,
+                            now,
+                        )
                         .await?;
+                    writes.execute(&mut tx).await?;
                     let Some(accepted) = accepted.pop() else {
                         return Err(IntakeError::LeadNotFound);
                     };

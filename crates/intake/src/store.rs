@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use std::collections::HashMap;
 
 use runtime::db::{
-    Backend, Db, DbError, Tx, from_micros, list_placeholders, to_micros, values_placeholders,
+    Backend, Batch, Db, DbError, Tx, Value, from_micros, list_placeholders, to_micros,
+    values_placeholders,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -186,62 +187,70 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts new leads, each with its contact key.
-    pub async fn insert_leads(tx: &mut Tx, leads: &[(&Lead, &str)]) -> Result<(), DbError> {
+    /// Inserts new leads, each with its contact key, as statements of `batch`.
+    pub fn insert_leads(batch: &mut Batch<'_>, leads: &[(&Lead, &str)]) -> Result<(), DbError> {
         for chunk in leads.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO leads (lead_id, contact_key, email, phone, source, received_at, completeness, icp_tier, \
                  do_not_contact, input) VALUES {}",
                 values_placeholders(chunk.len(), 10)
             );
-            let mut query = sqlx::query(&sql);
+            let mut values = Vec::with_capacity(chunk.len() * 10);
             for (lead, contact_key) in chunk {
-                query = query
-                    .bind(lead.id.to_string())
-                    .bind(*contact_key)
-                    .bind(lead.input.contact.email.as_str())
-                    .bind(lead.input.contact.phone.as_str())
-                    .bind(lead.input.source.source.clone())
-                    .bind(to_micros(lead.received_at))
-                    .bind(i64::from(lead.completeness_score))
-                    .bind(tier_name(lead.icp_tier))
-                    .bind(i64::from(lead.do_not_contact))
-                    .bind(json(&lead.input)?);
+                values.extend([
+                    Value::from(lead.id.to_string()),
+                    Value::from((*contact_key).to_owned()),
+                    Value::from(lead.input.contact.email.as_str().to_owned()),
+                    Value::from(lead.input.contact.phone.as_str().to_owned()),
+                    Value::from(lead.input.source.source.clone()),
+                    Value::from(to_micros(lead.received_at)),
+                    Value::from(i64::from(lead.completeness_score)),
+                    Value::from(tier_name(lead.icp_tier)),
+                    Value::from(i64::from(lead.do_not_contact)),
+                    Value::from(json(&lead.input)?),
+                ]);
             }
-            query.execute(&mut **tx).await?;
+            batch.push(sql, values);
         }
         Ok(())
     }
 
-    /// Adds touches to their leads.
-    pub async fn insert_touches(tx: &mut Tx, touches: &[(LeadId, &Touch)]) -> Result<(), DbError> {
+    /// Adds touches to their leads, as statements of `batch`.
+    pub fn insert_touches(
+        batch: &mut Batch<'_>,
+        touches: &[(LeadId, &Touch)],
+    ) -> Result<(), DbError> {
         for chunk in touches.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO touches (touch_id, lead_id, received_at, input) VALUES {}",
                 values_placeholders(chunk.len(), 4)
             );
-            let mut query = sqlx::query(&sql);
+            let mut values = Vec::with_capacity(chunk.len() * 4);
             for (lead, touch) in chunk {
-                query = query
-                    .bind(touch.id.to_string())
-                    .bind(lead.to_string())
-                    .bind(to_micros(touch.received_at))
-                    .bind(json(&touch.input)?);
+                values.extend([
+                    Value::from(touch.id.to_string()),
+                    Value::from(lead.to_string()),
+                    Value::from(to_micros(touch.received_at)),
+                    Value::from(json(&touch.input)?),
+                ]);
             }
-            query.execute(&mut **tx).await?;
+            batch.push(sql, values);
         }
         Ok(())
     }
 
-    /// Flags leads do-not-contact (a touch came from a suppressed or non-consenting contact).
-    pub async fn flag_leads_do_not_contact(tx: &mut Tx, leads: &[LeadId]) -> Result<(), DbError> {
-        for lead in leads {
-            sqlx::query("UPDATE leads SET do_not_contact = 1 WHERE lead_id = $1")
-                .bind(lead.to_string())
-                .execute(&mut **tx)
-                .await?;
+    /// Flags stored leads do-not-contact (a touch came from a suppressed or non-consenting
+    /// contact), as statements of `batch`. Leads inserted by the same batch are flagged in
+    /// their rows instead: a batch's statements do not see each other's writes.
+    pub fn flag_leads_do_not_contact(batch: &mut Batch<'_>, leads: &[LeadId]) {
+        for chunk in leads.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE leads SET do_not_contact = 1 WHERE lead_id IN ({})",
+                list_placeholders(0, chunk.len())
+            );
+            let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
+            batch.push(sql, values);
         }
-        Ok(())
     }
 
     /// A lead with its touches, read inside a transaction (sees its own writes).

@@ -456,6 +456,51 @@ pub async fn one_batch_with_repeats_decides_like_separate_calls(f: Fixture) {
     );
 }
 
+/// A batch answers each merge with its lead as the batch leaves it (every touch of the batch,
+/// flagged by a touch without consent), and stores exactly what it answered, whether the
+/// lead was stored before the batch or created by it.
+pub async fn a_batch_answers_what_it_stores(f: Fixture) {
+    let Submitted::Accepted(stored) = f
+        .intake
+        .submit(lead("kept@example.com"), None)
+        .await
+        .unwrap()
+    else {
+        panic!("accepted")
+    };
+    let mut no_consent = lead("kept@example.com");
+    no_consent.consent.basis = ConsentBasis::None;
+    let mut new_without_consent = lead("fresh@example.com");
+    new_without_consent.consent.basis = ConsentBasis::None;
+    let items = vec![
+        (no_consent, None),
+        (lead("fresh@example.com"), None),
+        (new_without_consent, None),
+        (lead("kept@example.com"), None),
+    ];
+    let results = f.intake.submit_many(items).await.unwrap();
+    let answered = |i: usize| match &results[i] {
+        Ok(Submitted::Accepted(lead) | Submitted::Merged(lead)) => lead.clone(),
+        other => panic!("item {i}: {other:?}"),
+    };
+    let (kept, fresh) = (answered(0), answered(1));
+    assert_eq!(kept.id, stored.id);
+    assert!(matches!(results[0], Ok(Submitted::Merged(_))));
+    assert!(matches!(results[1], Ok(Submitted::Accepted(_))));
+    assert!(
+        kept.do_not_contact,
+        "a touch without consent flags the lead"
+    );
+    assert_eq!(kept.touches.len(), 2, "both of the batch's touches");
+    assert_eq!(answered(3), kept);
+    assert_eq!(answered(2).id, fresh.id);
+    assert!(answered(2).do_not_contact && fresh.do_not_contact);
+    assert_eq!(answered(2).touches.len(), 1);
+    assert_eq!(f.intake.lead(kept.id).await.unwrap(), kept);
+    assert_eq!(f.intake.lead(fresh.id).await.unwrap(), answered(2));
+    let _ = f.db;
+}
+
 pub async fn subscribe_streams_intake_events(f: Fixture) {
     f.intake
         .submit(lead("sam@example.com"), None)
@@ -630,7 +675,7 @@ macro_rules! conformance {
                 Some(fixture(test_db?).await)
             }
 
-            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, opt_out_before_the_first_lead_still_applies, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, subscribe_streams_intake_events, erasure_leaves_no_trace_and_keeps_the_counts, an_erased_contact_stays_opted_out);
+            conformance!(@tests accepts_and_preserves_everything, merges_duplicates_within_the_window_only, retries_with_the_same_key_get_the_original_answer, malformed_leads_are_refused_and_leave_nothing, rejections_wait_for_review_and_can_be_reconsidered, opt_out_flags_existing_and_future_leads, opt_out_before_the_first_lead_still_applies, bulk_submit_gives_every_item_its_own_result, one_batch_with_repeats_decides_like_separate_calls, a_batch_answers_what_it_stores, subscribe_streams_intake_events, erasure_leaves_no_trace_and_keeps_the_counts, an_erased_contact_stays_opted_out);
         }
     };
     (@tests $($name:ident),*) => {
