@@ -212,6 +212,53 @@ struct Crew {
     watch: tokio::sync::Mutex<()>,
     /// Wakes the others to help with a backlog.
     help: tokio::sync::Notify,
+    /// Where the schedulers may start looking for due timers, for a while.
+    floor: std::sync::Mutex<Option<Floor>>,
+}
+
+/// A due time below which the schedulers found no timer left to take. A fired timer's row
+/// stays in the due-time index, dead, until vacuum, and a look for due timers walks every
+/// such entry from the oldest on: behind a dispatched backlog of 200,000 steps that is 550
+/// index pages, about a millisecond, on every step's path until autovacuum comes. A look
+/// from the floor descends straight past them.
+///
+/// Only a full look (from the start of the index) that left nothing due sets a floor, and
+/// only for [`FALLBACK`]; a wake-up drops it. A timer set below it by this process comes with
+/// a wake-up. One set below it by another replica, or given back below it (a rolled-back
+/// transaction of another replica, a lapsed lease), is found by the next full look, at most
+/// [`FALLBACK`] later, as the fallback finds another replica's timers in any case.
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    due_at: Timestamp,
+    /// When the full look that set it began.
+    since: std::time::Instant,
+}
+
+impl Crew {
+    /// The floor to look from, if one is current.
+    fn floor(&self) -> Option<Timestamp> {
+        let floor = self.floor.lock().unwrap_or_else(|e| e.into_inner());
+        floor
+            .filter(|f| f.since.elapsed() < FALLBACK)
+            .map(|f| f.due_at)
+    }
+
+    /// Records that a look from `from` (`None`: the start of the index), begun at `since`,
+    /// left nothing due at `now` to take.
+    fn looked(&self, from: Option<Timestamp>, now: Timestamp, since: std::time::Instant) {
+        let mut floor = self.floor.lock().unwrap_or_else(|e| e.into_inner());
+        match (from, floor.as_mut()) {
+            (None, _) => *floor = Some(Floor { due_at: now, since }),
+            // A look from a floor keeps that floor's age, raised to what it found.
+            (Some(_), Some(current)) => current.due_at = current.due_at.max(now),
+            // The floor was dropped meanwhile (a wake-up): only a full look sets one.
+            (Some(_), None) => {}
+        }
+    }
+
+    fn drop_floor(&self) {
+        *self.floor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl Timers {
@@ -443,11 +490,22 @@ impl Timers {
 
     /// The earliest due time among unclaimed timers (and claims whose lease ran out).
     pub async fn next_due(&self, now: Timestamp) -> Result<Option<Timestamp>, DbError> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(due_at) FROM timers WHERE claimed_until <= $1")
-                .bind(to_micros(now))
-                .fetch_one(self.db.reader())
-                .await?;
+        self.next_due_from(now, None).await
+    }
+
+    /// [`Timers::next_due`] at or after `from` (see [`Floor`]).
+    async fn next_due_from(
+        &self,
+        now: Timestamp,
+        from: Option<Timestamp>,
+    ) -> Result<Option<Timestamp>, DbError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM timers WHERE due_at >= $2 AND claimed_until <= $1",
+        )
+        .bind(to_micros(now))
+        .bind(from.map_or(i64::MIN, to_micros))
+        .fetch_one(self.db.reader())
+        .await?;
         Ok(next.map(from_micros))
     }
 
@@ -476,17 +534,34 @@ impl Timers {
         now: Timestamp,
         handler: &H,
     ) -> Result<usize, DbError> {
+        self.fire_due_from(now, None, handler).await
+    }
+
+    /// [`Timers::fire_due`] for a scheduler of [`Timers::run`]: looks from `from` (see
+    /// [`Floor`]), and records a look that left nothing due.
+    async fn fire_due_from<H: TimerHandler>(
+        &self,
+        now: Timestamp,
+        from: Option<Timestamp>,
+        handler: &H,
+    ) -> Result<usize, DbError> {
         let chunk = H::COMMIT_EVERY.max(1);
         let mut fired = 0;
+        let since = std::time::Instant::now();
         loop {
-            let (outcome, staged) = Staged::collect(self.take_and_fire(now, chunk, handler)).await;
+            let (outcome, staged) =
+                Staged::collect(self.take_and_fire(now, from, chunk, handler)).await;
             match outcome? {
-                Taken::Fired(0) => return Ok(fired),
+                Taken::Fired(0) => {
+                    self.crew.looked(from, now, since);
+                    return Ok(fired);
+                }
                 Taken::Fired(n) => {
                     staged.publish();
                     handler.after_commit();
                     fired += n;
                     if n < chunk {
+                        self.crew.looked(from, now, since);
                         return Ok(fired);
                     }
                     // A full transaction: likely more than one scheduler's worth is due.
@@ -508,19 +583,21 @@ impl Timers {
     async fn take_and_fire<H: TimerHandler>(
         &self,
         now: Timestamp,
+        from: Option<Timestamp>,
         limit: usize,
         handler: &H,
     ) -> Result<Taken, DbError> {
         let mut tx = self.db.begin().await?;
         let sql = format!(
             "DELETE FROM timers WHERE timer_id IN (SELECT timer_id FROM timers \
-             WHERE due_at <= $1 AND claimed_until <= $1 ORDER BY due_at LIMIT $2 {}) \
+             WHERE due_at >= $3 AND due_at <= $1 AND claimed_until <= $1 ORDER BY due_at LIMIT $2 {}) \
              RETURNING {TIMER_COLUMNS}",
             self.skip_locked()
         );
         let rows = sqlx::query(&sql)
             .bind(to_micros(now))
             .bind(limit as i64)
+            .bind(from.map_or(i64::MIN, to_micros))
             .fetch_all(&mut *tx)
             .await?;
         let mut timers = rows
@@ -668,6 +745,9 @@ impl Timers {
     /// cores that race doubled a lone follow-up step's due-to-visible latency. The price: while
     /// the watcher fires a chunk smaller than a transaction, no one watches, and a timer coming
     /// due meanwhile waits for that chunk's commit, or at most the fallback interval.
+    ///
+    /// Once a look has left nothing due, the schedulers look from that time on for a while
+    /// (see [`Floor`]), past the entries that fired timers leave in the index until vacuum.
     pub async fn run<H: TimerHandler>(
         &self,
         clock: SharedClock,
@@ -678,7 +758,8 @@ impl Timers {
         loop {
             woken.borrow_and_update();
             let now = clock.now();
-            if let Err(error) = self.fire_due(now, &handler).await {
+            let from = self.crew.floor();
+            if let Err(error) = self.fire_due_from(now, from, &handler).await {
                 tracing::warn!(%error, "firing timers failed; retrying");
             }
             let helped = self.crew.help.notified();
@@ -690,7 +771,7 @@ impl Timers {
                 }
                 continue;
             };
-            let sleep = match self.next_due(clock.now()).await {
+            let sleep = match self.next_due_from(clock.now(), self.crew.floor()).await {
                 Ok(Some(due)) => {
                     let until = clock.now().duration_until(due);
                     Duration::try_from(until)
@@ -705,7 +786,8 @@ impl Timers {
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = woken.changed() => {}
+                // Something was scheduled here, perhaps below the floor.
+                _ = woken.changed() => self.crew.drop_floor(),
                 _ = sleep_precisely(sleep) => {}
             }
         }
@@ -763,6 +845,32 @@ fn fire_span(timer: &Timer) -> tracing::Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_floor_comes_from_a_full_look_and_lasts_until_a_wake_up_or_the_fallback() {
+        let crew = Crew::default();
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        let now = std::time::Instant::now();
+        assert_eq!(crew.floor(), None);
+        // A look from a floor sets none.
+        crew.looked(Some(t(5)), t(10), now);
+        assert_eq!(crew.floor(), None);
+        crew.looked(None, t(10), now);
+        assert_eq!(crew.floor(), Some(t(10)));
+        // Looks from it raise it, never lower it.
+        crew.looked(Some(t(10)), t(20), now);
+        crew.looked(Some(t(10)), t(15), now);
+        assert_eq!(crew.floor(), Some(t(20)));
+        crew.drop_floor();
+        assert_eq!(crew.floor(), None);
+        // A floor older than the fallback is not used, and looks from it keep its age.
+        let old = now
+            .checked_sub(FALLBACK + Duration::from_millis(1))
+            .unwrap();
+        crew.looked(None, t(30), old);
+        crew.looked(Some(t(30)), t(40), now);
+        assert_eq!(crew.floor(), None);
+    }
 
     #[test]
     fn schedulers_default_by_backend_within_half_the_pool() {

@@ -201,6 +201,50 @@ pub async fn the_scheduler_sleeps_until_due_and_wakes_for_new_timers(db: Db) {
         .unwrap();
 }
 
+/// A running scheduler looks for due timers from a floor after a look that left nothing due,
+/// but only for a while: a timer set below it by another process, without a wake-up (here one
+/// due an hour ago), is still found and fired.
+pub async fn a_timer_set_below_the_floor_without_a_wake_up_still_fires(db: Db) {
+    prepare(&db).await;
+    let timers = Timers::new(db.clone());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let timers = timers.clone();
+        let stop = stop.clone();
+        async move {
+            timers
+                .run(Arc::new(runtime::SystemClock), Record, stop)
+                .await
+        }
+    });
+    let wait_for = |n: usize| {
+        let db = db.clone();
+        async move {
+            for _ in 0..200 {
+                let seen = fired(&db).await;
+                if seen.len() >= n {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            fired(&db).await
+        }
+    };
+    schedule(&db, &[timer("first", Timestamp::now())]).await;
+    timers.wake();
+    assert_eq!(wait_for(1).await, ["first"]);
+    // Fired, the scheduler found nothing else due: it now looks from about now.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let hour_ago = Timestamp::now() - SignedDuration::from_hours(1);
+    schedule(&db, &[timer("behind", hour_ago)]).await;
+    assert_eq!(wait_for(2).await, ["first", "behind"]);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// Several schedulers of one process, each with a handler of its own, share the due timers:
 /// every timer fires exactly once, also those scheduled while they run (a wake-up on the
 /// original reaches them all), and stopping ends every one of them.
@@ -582,6 +626,7 @@ on_both_backends!(
     a_crashed_claim_is_retried_after_its_lease_and_its_late_fire_rolls_back,
     released_claims_fire_at_once,
     the_scheduler_sleeps_until_due_and_wakes_for_new_timers,
+    a_timer_set_below_the_floor_without_a_wake_up_still_fires,
     spawned_schedulers_fire_each_timer_once,
     a_failing_timer_rolls_back_alone_and_stays_claimed,
     a_timer_fires_in_the_trace_that_scheduled_it,
