@@ -534,35 +534,30 @@ impl Timers {
         now: Timestamp,
         handler: &H,
     ) -> Result<usize, DbError> {
-        self.fire_due_from(now, None, handler).await
+        Ok(self.fire_due_from(now, None, handler).await?.0)
     }
 
-    /// [`Timers::fire_due`] for a scheduler of [`Timers::run`]: looks from `from` (see
-    /// [`Floor`]), and records a look that left nothing due.
+    /// [`Timers::fire_due`] looking from `from` (see [`Floor`]); also says whether it ended
+    /// because nothing was left due to take (rather than on a batch that was not ready).
     async fn fire_due_from<H: TimerHandler>(
         &self,
         now: Timestamp,
         from: Option<Timestamp>,
         handler: &H,
-    ) -> Result<usize, DbError> {
+    ) -> Result<(usize, bool), DbError> {
         let chunk = H::COMMIT_EVERY.max(1);
         let mut fired = 0;
-        let since = std::time::Instant::now();
         loop {
             let (outcome, staged) =
                 Staged::collect(self.take_and_fire(now, from, chunk, handler)).await;
             match outcome? {
-                Taken::Fired(0) => {
-                    self.crew.looked(from, now, since);
-                    return Ok(fired);
-                }
+                Taken::Fired(0) => return Ok((fired, true)),
                 Taken::Fired(n) => {
                     staged.publish();
                     handler.after_commit();
                     fired += n;
                     if n < chunk {
-                        self.crew.looked(from, now, since);
-                        return Ok(fired);
+                        return Ok((fired, true));
                     }
                     // A full transaction: likely more than one scheduler's worth is due.
                     self.crew.help.notify_waiters();
@@ -571,7 +566,7 @@ impl Timers {
                     let claimed = self.claim_these(now, &timers).await?;
                     if let Err(error) = prepared {
                         tracing::warn!(timers = claimed.len(), %error, "timer batch not ready; retried after its lease");
-                        return Ok(fired);
+                        return Ok((fired, false));
                     }
                     fired += self.fire_chunk(&claimed, handler).await?;
                 }
@@ -759,8 +754,11 @@ impl Timers {
             woken.borrow_and_update();
             let now = clock.now();
             let from = self.crew.floor();
-            if let Err(error) = self.fire_due_from(now, from, &handler).await {
-                tracing::warn!(%error, "firing timers failed; retrying");
+            let since = std::time::Instant::now();
+            match self.fire_due_from(now, from, &handler).await {
+                Ok((_, true)) => self.crew.looked(from, now, since),
+                Ok((_, false)) => {}
+                Err(error) => tracing::warn!(%error, "firing timers failed; retrying"),
             }
             let helped = self.crew.help.notified();
             let Ok(_watching) = self.crew.watch.try_lock() else {
